@@ -1,0 +1,149 @@
+"""``sparsebench``: run benchmarks, list attacks, write reports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEFAULT_STORE = Path("results") / "sparsebench.sqlite"
+DEFAULT_OUT = Path("results")
+
+
+def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, Path]:
+    from reports.tables import format_table, summarize, write_tables
+
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"--run: {run_id!r} is not in {store.path}; runs: {', '.join(store.runs()['run_id']) or 'none'}")
+    config = run["config"]
+    summary = summarize(store.samples(run_id), budgets=config["budgets"], budget_unit=config["budget_unit"])
+    caption = (f"SparseBench run {run_id} (seed {run['seed']}, {run['hardware']['device']}, "
+               f"commit {run['git_commit']}); L0 over successful samples; fr@k: budget in {config['budget_unit']}")
+    paths = write_tables(summary, out / run_id, caption=caption)
+    if not quiet:
+        print(format_table(summary).to_markdown(index=False))
+        print(f"\ntables: {', '.join(str(p) for p in paths.values())}")
+    return paths
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import default_config_path, load_config
+    from bench.runner import run_benchmark
+    from bench.store import ResultsStore
+
+    config = load_config(args.config or default_config_path())
+    run_id = f"{config.name}-{config.fingerprint()}"
+    if args.new_run:
+        run_id += time.strftime("-%Y%m%dT%H%M%S")
+    with ResultsStore(args.store) as store:
+        resumed = store.get_run(run_id) is not None
+        print(f"{'resuming' if resumed else 'starting'} run {run_id} -> {args.store}", file=sys.stderr)
+        started = time.perf_counter()
+        try:
+            run_benchmark(config, store, run_id=run_id, cache_dir=args.cache_dir, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: whole batches are stored; run the same command to resume run {run_id}",
+                  file=sys.stderr)
+            return 130
+        print(f"run {run_id} finished in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        _report(store, run_id, args.out)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench.registry import ATTACKS
+
+    rows = [
+        {"name": e.name, "kind": e.kind, "norm": e.norm, "source": e.source, "modes": ", ".join(e.modes),
+         "threat": e.threat, "citation": e.citation if args.verbose else e.citation.split(",")[0]}
+        for e in ATTACKS.values()
+    ]
+    print(pd.DataFrame(rows).to_markdown(index=False))
+    if args.verbose:
+        for entry in ATTACKS.values():
+            print(f"\n{entry.name} defaults:")
+            for family in (None, "mnist", "cifar10", "imagenet"):
+                print(f"  {family or 'any'}: {entry.hyperparameters(family)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.store import ResultsStore
+
+    if not Path(args.store).exists():
+        raise ValueError(f"--store: {args.store} does not exist; run `sparsebench run` first")
+    with ResultsStore(args.store) as store:
+        run_id = args.run or store.latest_run_id()
+        if run_id is None:
+            raise ValueError(f"--store: {args.store} holds no run")
+        _report(store, run_id, args.out)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from bench.store import ResultsStore
+
+    with ResultsStore(args.store) as store:
+        print(store.runs().to_markdown(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sparsebench",
+        description="Benchmark sparse (L0) adversarial attacks. Every adversarial example is re-checked by the "
+                    "harness (box, shape, success by its own forward pass) and stored with its run's config, "
+                    "seed, versions and hardware.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def store_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                       help=f"SQLite results store (default: {DEFAULT_STORE})")
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                       help=f"folder for tables, one subfolder per run (default: {DEFAULT_OUT})")
+
+    run = sub.add_parser("run", help="run (or resume) a benchmark and print its table",
+                         description="Run the benchmark a TOML config describes; with no --config, the offline "
+                                     "Fashion-MNIST benchmark. Running the same config again resumes it: whole "
+                                     "batches already stored are kept, nothing is counted twice.")
+    run.add_argument("--config", type=Path, help="TOML config (default: the packaged offline benchmark)")
+    store_options(run)
+    run.add_argument("--cache-dir", type=Path, default=None,
+                     help="model and data cache (default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
+    run.add_argument("--new-run", action="store_true", help="start a new run instead of resuming the config's run")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="print the attack registry")
+    lst.add_argument("-v", "--verbose", action="store_true", help="full citations and default hyperparameters")
+    lst.set_defaults(func=cmd_list)
+
+    report = sub.add_parser("report", help="write the tables of a stored run (Markdown, LaTeX, CSV)")
+    store_options(report)
+    report.add_argument("--run", help="run id (default: the latest run)")
+    report.set_defaults(func=cmd_report)
+
+    runs = sub.add_parser("runs", help="list the runs in a store")
+    runs.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"default: {DEFAULT_STORE}")
+    runs.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, ImportError) as error:
+        print(f"sparsebench: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

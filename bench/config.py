@@ -1,0 +1,219 @@
+"""Benchmark configs: a TOML file checked in full before any work starts.
+
+A config says what to measure::
+
+    name = "default"
+    seed = 0
+    n_samples = 100          # correctly classified test images per model
+    batch_size = 100
+    modes = ["untargeted", "targeted"]
+    target_selection = "random"      # or "least-likely"
+    budgets = [1, 2, 5, 10, 20, 50]  # L0 budgets k for "fooling rate within k"
+    budget_unit = "pixels"           # or "elements"
+    device = "auto"
+
+    [[datasets]]
+    name = "fashion-mnist"
+    models = ["smallcnn-standard", "smallcnn-pgd-at", "smallcnn-fast-at"]
+
+    [[attacks]]
+    name = "i-fgsm"
+    overrides = { steps = 20 }       # optional
+    label = "i-fgsm-20"              # optional: a second entry of the same attack
+    modes = ["untargeted"]           # optional: a subset of the run's modes
+
+Every error names the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bench.registry import MODES, check_overrides, get_entry
+
+__all__ = ["AttackConfig", "BenchmarkConfig", "DatasetConfig", "default_config_path", "load_config", "parse_config"]
+
+TARGET_SELECTIONS = ("random", "least-likely")
+BUDGET_UNITS = ("pixels", "elements")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    models: tuple[str, ...]
+    root: str | None = None
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    name: str
+    label: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    modes: tuple[str, ...] = MODES
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    datasets: tuple[DatasetConfig, ...]
+    attacks: tuple[AttackConfig, ...]
+    name: str = "benchmark"
+    seed: int = 0
+    n_samples: int = 100
+    batch_size: int = 100
+    modes: tuple[str, ...] = MODES
+    target_selection: str = "random"
+    budgets: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
+    budget_unit: str = "pixels"
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the results (not the device)."""
+        content = self.to_dict()
+        content.pop("device")
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
+
+
+_TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "seed": int, "n_samples": int, "batch_size": int, "modes": list,
+    "target_selection": str, "budgets": list, "budget_unit": str, "device": str,
+    "datasets": list, "attacks": list,
+}
+_DATASET_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "models": list, "root": str, "split": str}
+_ATTACK_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "label": str, "overrides": dict, "modes": list}
+
+
+def _check_fields(where: str, table: Mapping[str, Any], fields: Mapping[str, type | tuple[type, ...]],
+                  required: tuple[str, ...]) -> None:
+    for key, value in table.items():
+        if key not in fields:
+            raise ValueError(f"{where}: unknown field {key!r}; allowed: {', '.join(fields)}")
+        expected = fields[key]
+        if isinstance(value, bool) and expected is int or not isinstance(value, expected):
+            name = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+            raise ValueError(f"{where}.{key}: {value!r} is a {type(value).__name__}; expected {name}")
+    for key in required:
+        if key not in table:
+            raise ValueError(f"{where}: missing field {key!r}")
+
+
+def _positive(where: str, value: int) -> int:
+    if value < 1:
+        raise ValueError(f"{where}: {value!r} must be a positive integer")
+    return value
+
+
+def _choices(where: str, values: list[Any], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    if not values:
+        raise ValueError(f"{where}: must not be empty; allowed: {', '.join(allowed)}")
+    for value in values:
+        if value not in allowed:
+            raise ValueError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{where}: {values!r} repeats a value")
+    return tuple(values)
+
+
+def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
+    """Check a config's content and build it; ``ValueError`` on the first problem."""
+    from bench.data import DATASETS
+    from bench.models import model_names
+
+    _check_fields("config", data, _TOP_FIELDS, ("datasets", "attacks"))
+    top = dict(data)
+    if "seed" in top and top["seed"] < 0:
+        raise ValueError(f"config.seed: {top['seed']!r} must be >= 0")
+    for key in ("n_samples", "batch_size"):
+        if key in top:
+            _positive(f"config.{key}", top[key])
+    modes = _choices("config.modes", top.get("modes", list(MODES)), MODES)
+    if "target_selection" in top:
+        _choices("config.target_selection", [top["target_selection"]], TARGET_SELECTIONS)
+    if "budget_unit" in top:
+        _choices("config.budget_unit", [top["budget_unit"]], BUDGET_UNITS)
+    budgets = top.get("budgets", list(BenchmarkConfig.budgets))
+    for i, k in enumerate(budgets):
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise ValueError(f"config.budgets[{i}]: {k!r} is a {type(k).__name__}; expected int")
+        _positive(f"config.budgets[{i}]", k)
+    device = top.get("device", "auto")
+    if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"config.device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+    if not top["datasets"]:
+        raise ValueError("config.datasets: must not be empty")
+    datasets = []
+    for i, table in enumerate(top["datasets"]):
+        where = f"config.datasets[{i}]"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: {table!r} is a {type(table).__name__}; expected a table")
+        _check_fields(where, table, _DATASET_FIELDS, ("name", "models"))
+        _choices(f"{where}.name", [table["name"]], tuple(DATASETS))
+        allowed_models = tuple(model_names(table["name"]))
+        models = _choices(f"{where}.models", table["models"], allowed_models)
+        if table.get("split", "test") not in ("test", "train"):
+            raise ValueError(f"{where}.split: {table['split']!r} is not one of test, train")
+        datasets.append(DatasetConfig(name=table["name"], models=models, root=table.get("root"),
+                                      split=table.get("split", "test")))
+
+    if not top["attacks"]:
+        raise ValueError("config.attacks: must not be empty")
+    attacks = []
+    for i, table in enumerate(top["attacks"]):
+        where = f"config.attacks[{i}]"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: {table!r} is a {type(table).__name__}; expected a table")
+        _check_fields(where, table, _ATTACK_FIELDS, ("name",))
+        try:
+            entry = get_entry(table["name"])
+        except ValueError as error:
+            raise ValueError(f"{where}.name: {error}") from None
+        overrides = table.get("overrides", {})
+        try:
+            check_overrides(entry.name, overrides)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        supported = tuple(m for m in modes if m in entry.modes)
+        attack_modes = _choices(f"{where}.modes", table["modes"], supported) if "modes" in table else supported
+        if not attack_modes:
+            raise ValueError(
+                f"{where}: {entry.name} supports {', '.join(entry.modes)}, none of config.modes {list(modes)}"
+            )
+        attacks.append(AttackConfig(name=entry.name, label=table.get("label", entry.name),
+                                    overrides=dict(overrides), modes=attack_modes))
+    labels = [a.label for a in attacks]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise ValueError(f"config.attacks: label {label!r} is used twice; give each entry its own 'label'")
+
+    kwargs = {k: v for k, v in top.items() if k not in ("datasets", "attacks", "modes", "budgets")}
+    return BenchmarkConfig(datasets=tuple(datasets), attacks=tuple(attacks), modes=modes,
+                           budgets=tuple(budgets), **kwargs)
+
+
+def load_config(path: str | Path) -> BenchmarkConfig:
+    """Read and check a TOML config file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"config: file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config: {path} is not valid TOML: {error}") from None
+    return parse_config(data)
+
+
+def default_config_path() -> Path:
+    """The packaged offline Fashion-MNIST benchmark."""
+    return Path(str(resources.files("bench") / "configs" / "default.toml"))

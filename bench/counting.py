@@ -1,0 +1,73 @@
+"""Count what an attack costs: forward and backward passes, and seconds.
+
+The harness measures cost itself rather than asking the attack (as
+AttackBench does, arXiv:2404.19460): the model is wrapped so that every
+forward call adds its batch size to ``forward_samples`` and every backward
+pass through its output adds the batch size to ``backward_samples``. Divided
+by the number of samples attacked, these are passes per sample. The counts
+are host integers updated from shapes only, so counting never synchronises
+with the device.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CountingModel", "timed"]
+
+
+class CountingModel(nn.Module):
+    """Wraps a classifier and counts the samples sent forward and backward through it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forward_samples = 0
+        self.backward_samples = 0
+
+    def reset(self) -> None:
+        self.forward_samples = 0
+        self.backward_samples = 0
+
+    def _count_backward(self, n: int):
+        def hook(grad: Tensor) -> None:
+            self.backward_samples += n
+
+        return hook
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        logits = self.model(inputs)
+        n = int(inputs.shape[0])
+        self.forward_samples += n
+        if logits.requires_grad:
+            logits.register_hook(self._count_backward(n))
+        return logits
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":  # pragma: no cover - no MPS here
+        torch.mps.synchronize()
+
+
+@contextmanager
+def timed(device: torch.device) -> Iterator[list[float]]:
+    """Wall seconds of the block, synchronised with ``device`` before and after.
+
+    Yields a one-element list that holds the seconds once the block ends.
+    """
+    result = [0.0]
+    synchronize(device)
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        synchronize(device)
+        result[0] = time.perf_counter() - start

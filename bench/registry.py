@@ -1,0 +1,285 @@
+"""The attack registry, as data.
+
+One :class:`AttackEntry` per attack: its name, kind, source, modes, default
+hyperparameters per dataset family, and citation. The CLI, the config
+checker, the runner, the docs and the tests all read :data:`ATTACKS`;
+adding an attack is adding an entry.
+
+Names are lower-case with hyphens; a wrapper of a library's implementation
+carries the library's name before a slash (``torchattacks/sparsefool``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from torch import Tensor, nn
+
+__all__ = [
+    "ATTACKS",
+    "KINDS",
+    "MODES",
+    "Attack",
+    "AttackEntry",
+    "attack_names",
+    "get_attack",
+    "get_entry",
+]
+
+KINDS = ("minimum-norm", "fixed-budget")
+MODES = ("untargeted", "targeted")
+FAMILIES = ("mnist", "cifar10", "imagenet")
+THREATS = ("white-box", "black-box")
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    """What the harness knows about one attack.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (lower-case, hyphens, ``library/`` prefix for wrappers).
+    function : str
+        ``"module:function"`` of the callable with SparseBench's contract.
+    kind : str
+        ``"minimum-norm"`` (finds the smallest perturbation that succeeds)
+        or ``"fixed-budget"`` (succeeds within a given budget).
+    norm : str
+        The norm the attack minimises or bounds: ``"l0"`` or ``"linf"``.
+    source : str
+        ``"native"`` or the library it wraps.
+    modes : tuple[str, ...]
+        Supported modes, a subset of :data:`MODES`.
+    threat : str
+        ``"white-box"`` (gradients) or ``"black-box"`` (outputs only).
+    citation : str
+        The paper, with its arXiv id.
+    defaults : Mapping[str, Mapping[str, Any]]
+        Hyperparameters per dataset family (``"mnist"``, ``"cifar10"``,
+        ``"imagenet"``) over those under ``"*"`` (all datasets); the paper's
+        values where it gives them.
+    """
+
+    name: str
+    function: str
+    kind: str
+    norm: str
+    source: str
+    modes: tuple[str, ...]
+    threat: str
+    citation: str
+    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice(f"{self.name}.kind", self.kind, KINDS)
+        _check_choice(f"{self.name}.threat", self.threat, THREATS)
+        for mode in self.modes:
+            _check_choice(f"{self.name}.modes", mode, MODES)
+        for family in self.defaults:
+            _check_choice(f"{self.name}.defaults", family, ("*",) + FAMILIES)
+        object.__setattr__(self, "defaults", MappingProxyType({k: dict(v) for k, v in self.defaults.items()}))
+
+    def load(self) -> Callable[..., Tensor]:
+        """Import the attack's function."""
+        module, _, attribute = self.function.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def parameters(self) -> dict[str, Any]:
+        """The attack's hyperparameters and the function's own defaults."""
+        signature = inspect.signature(self.load())
+        return {
+            name: parameter.default
+            for name, parameter in signature.parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "targeted"
+        }
+
+    def hyperparameters(self, dataset_family: str | None = None) -> dict[str, Any]:
+        """The defaults for a dataset family (the function's, then ``*``, then the family's)."""
+        values = self.parameters()
+        values.update(self.defaults.get("*", {}))
+        if dataset_family is not None:
+            _check_choice("dataset family", dataset_family, FAMILIES)
+            values.update(self.defaults.get(dataset_family, {}))
+        return values
+
+
+def _check_choice(field_name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{field_name}: {value!r} is not one of {', '.join(allowed)}")
+
+
+_TORCHATTACKS_CITE = "Kim, 'Torchattacks: A PyTorch Repository for Adversarial Attacks', arXiv:2010.01950"
+
+ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
+    entry.name: entry
+    for entry in (
+        AttackEntry(
+            name="i-fgsm",
+            function="attacks.ifgsm:i_fgsm",
+            kind="fixed-budget",
+            norm="linf",
+            source="native",
+            modes=MODES,
+            threat="white-box",
+            citation="Kurakin, Goodfellow & Bengio, 'Adversarial examples in the physical world', "
+                     "ICLR workshop 2017, arXiv:1607.02533",
+            # Lin et al. (arXiv:2506.17250), Section 5.1: eps 4/255, alpha 1/255, 10 steps.
+            defaults={"*": {"eps": 4 / 255, "alpha": 1 / 255, "steps": 10}},
+        ),
+        AttackEntry(
+            name="torchattacks/sparsefool",
+            function="baselines.torchattacks_wrappers:sparsefool",
+            kind="minimum-norm",
+            norm="l0",
+            source="torchattacks",
+            modes=("untargeted",),
+            threat="white-box",
+            citation="Modas, Moosavi-Dezfooli & Frossard, 'SparseFool: a few pixels make a big "
+                     f"difference', CVPR 2019, arXiv:1811.02248; via {_TORCHATTACKS_CITE}",
+        ),
+        AttackEntry(
+            name="torchattacks/onepixel",
+            function="baselines.torchattacks_wrappers:onepixel",
+            kind="fixed-budget",
+            norm="l0",
+            source="torchattacks",
+            modes=MODES,
+            threat="black-box",
+            citation="Su, Vargas & Sakurai, 'One pixel attack for fooling deep neural networks', "
+                     f"IEEE TEVC 2019, arXiv:1710.08864; via {_TORCHATTACKS_CITE}",
+        ),
+        AttackEntry(
+            name="torchattacks/jsma",
+            function="baselines.torchattacks_wrappers:jsma",
+            kind="minimum-norm",
+            norm="l0",
+            source="torchattacks",
+            modes=MODES,
+            threat="white-box",
+            citation="Papernot et al., 'The limitations of deep learning in adversarial settings', "
+                     f"EuroS&P 2016, arXiv:1511.07528; via {_TORCHATTACKS_CITE}",
+        ),
+        AttackEntry(
+            name="torchattacks/pixle",
+            function="baselines.torchattacks_wrappers:pixle",
+            kind="minimum-norm",
+            norm="l0",
+            source="torchattacks",
+            modes=MODES,
+            threat="black-box",
+            citation="Pomponi, Scardapane & Uncini, 'Pixle: a fast and effective black-box attack "
+                     f"based on rearranging pixels', IJCNN 2022, arXiv:2202.02236; via {_TORCHATTACKS_CITE}",
+        ),
+    )
+})
+
+
+def attack_names() -> list[str]:
+    """Registered attack names, in registry order."""
+    return list(ATTACKS)
+
+
+def get_entry(name: str) -> AttackEntry:
+    """The registry entry for ``name``; ``ValueError`` naming the allowed names otherwise."""
+    try:
+        return ATTACKS[name]
+    except KeyError:
+        raise ValueError(f"attack: {name!r} is not registered; allowed: {', '.join(ATTACKS)}") from None
+
+
+class Attack:
+    """A registered attack bound to its hyperparameters.
+
+    Calling it follows SparseBench's contract:
+    ``attack(model, inputs, labels, *, targeted=False) -> Tensor``.
+    """
+
+    def __init__(self, entry: AttackEntry, hyperparameters: Mapping[str, Any]) -> None:
+        self.entry = entry
+        self.hyperparameters = dict(hyperparameters)
+        self._function = entry.load()
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, *, targeted: bool = False) -> Tensor:
+        mode = "targeted" if targeted else "untargeted"
+        if mode not in self.entry.modes:
+            raise ValueError(
+                f"mode: {self.entry.name} does not support {mode!r}; supported: {', '.join(self.entry.modes)}"
+            )
+        return self._function(model, inputs, labels, targeted=targeted, **self.hyperparameters)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"Attack({self.entry.name!r}, {arguments})"
+
+
+def check_overrides(name: str, overrides: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for an override that is not one of the attack's hyperparameters."""
+    entry = get_entry(name)
+    allowed = entry.parameters()
+    for key, value in overrides.items():
+        if key not in allowed:
+            raise ValueError(
+                f"attacks.{name}.overrides: {key!r} (= {value!r}) is not a hyperparameter of {name}; "
+                f"allowed: {', '.join(allowed) or 'none'}"
+            )
+        default = allowed[key]
+        if default is not None and not _same_kind(default, value):
+            raise ValueError(
+                f"attacks.{name}.overrides.{key}: {value!r} is a {type(value).__name__}; "
+                f"expected {type(default).__name__} like the default {default!r}"
+            )
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and (isinstance(default, float) or isinstance(value, int))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, type(default))
+
+
+@functools.lru_cache(maxsize=None)
+def _family(dataset: str) -> str:
+    from bench.data import DATASETS
+
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
+    return DATASETS[dataset].family
+
+
+def get_attack(name: str, *, dataset: str | None = None, **overrides: Any) -> Attack:
+    """A registered attack with its defaults for ``dataset`` and the given overrides.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, e.g. ``"i-fgsm"`` or ``"torchattacks/sparsefool"``.
+    dataset : str, optional
+        Dataset name (``"fashion-mnist"``, ``"cifar10"``, ...) whose family's
+        default hyperparameters to use.
+    **overrides
+        Hyperparameters that replace the defaults.
+
+    Returns
+    -------
+    Attack
+        ``attack(model, inputs, labels, *, targeted=False) -> Tensor``.
+    """
+    entry = get_entry(name)
+    check_overrides(name, overrides)
+    hyperparameters = entry.hyperparameters(_family(dataset) if dataset is not None else None)
+    hyperparameters.update(overrides)
+    return Attack(entry, hyperparameters)

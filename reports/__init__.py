@@ -1,0 +1,1 @@
+"""Reports: tables, plots and checks computed from the results store."""

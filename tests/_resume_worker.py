@@ -1,0 +1,36 @@
+"""Run a small benchmark into a store; the resume test kills this process part-way.
+
+Usage: python tests/_resume_worker.py STORE
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bench.config import parse_config
+from bench.runner import run_benchmark
+from bench.store import ResultsStore
+from tiny import train_linear
+
+CONFIG = {
+    "name": "resume",
+    "seed": 3,
+    "n_samples": 12,
+    "batch_size": 3,
+    "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard", "smallcnn-fast-at"]}],
+    "attacks": [
+        {"name": "torchattacks/sparsefool", "overrides": {"steps": 3}},
+        {"name": "i-fgsm", "overrides": {"eps": 0.2, "alpha": 0.02, "steps": 20}},
+    ],
+}
+
+
+def main(store_path: str) -> None:
+    model = train_linear(n=1000, steps=60)
+    with ResultsStore(store_path) as store:
+        run_benchmark(parse_config(CONFIG), store, load_model=lambda name, dataset, device: model,
+                      progress=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,31 @@
+"""Shared fixtures: real Fashion-MNIST data and tiny models trained in seconds."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.data import load_dataset
+from tiny import train_linear
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def fashion_test():
+    """The real Fashion-MNIST test split (from the Debian package on this machine)."""
+    return load_dataset("fashion-mnist", split="test")
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> nn.Module:
+    return train_linear()

@@ -1,0 +1,72 @@
+"""Config errors fail before any work, naming the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.config import default_config_path, load_config, parse_config
+
+BASE = {
+    "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
+    "attacks": [{"name": "i-fgsm"}],
+}
+
+
+def with_(**changes):
+    config = {k: v for k, v in BASE.items()}
+    config.update(changes)
+    return config
+
+
+def test_default_config_is_valid_and_offline():
+    config = load_config(default_config_path())
+    assert [d.name for d in config.datasets] == ["fashion-mnist"]
+    assert config.datasets[0].models == ("smallcnn-standard", "smallcnn-pgd-at", "smallcnn-fast-at")
+    assert set(config.modes) == {"untargeted", "targeted"}
+
+
+@pytest.mark.parametrize("config,message", [
+    (with_(attacks=[{"name": "carlini"}]), r"config.attacks\[0\].name: attack: 'carlini' is not registered; allowed: i-fgsm"),
+    (with_(batchsize=3), r"config: unknown field 'batchsize'; allowed: name, seed, n_samples, batch_size"),
+    (with_(batch_size="64"), r"config.batch_size: '64' is a str; expected int"),
+    (with_(batch_size=True), r"config.batch_size: True is a bool; expected int"),
+    (with_(batch_size=0), r"config.batch_size: 0 must be a positive integer"),
+    (with_(n_samples=-5), r"config.n_samples: -5 must be a positive integer"),
+    (with_(modes=["untargetted"]), r"config.modes: 'untargetted' is not one of untargeted, targeted"),
+    (with_(modes=[]), r"config.modes: must not be empty"),
+    (with_(budgets=[5, 0]), r"config.budgets\[1\]: 0 must be a positive integer"),
+    (with_(budgets=[2.5]), r"config.budgets\[0\]: 2.5 is a float; expected int"),
+    (with_(target_selection="hardest"), r"config.target_selection: 'hardest' is not one of random, least-likely"),
+    (with_(device="tpu"), r"config.device: 'tpu' is not one of auto, cpu, cuda"),
+    (with_(datasets=[{"name": "svhn", "models": []}]), r"config.datasets\[0\].name: 'svhn' is not one of fashion-mnist"),
+    (with_(datasets=[{"name": "fashion-mnist", "models": ["resnet9000"]}]),
+     r"config.datasets\[0\].models: 'resnet9000' is not one of smallcnn-standard"),
+    (with_(datasets=[{"name": "fashion-mnist", "model": ["smallcnn-standard"]}]),
+     r"config.datasets\[0\]: unknown field 'model'; allowed: name, models, root, split"),
+    (with_(attacks=[{"name": "i-fgsm", "overrides": {"epsilon": 0.1}}]),
+     r"config.attacks\[0\]: attacks.i-fgsm.overrides: 'epsilon' \(= 0.1\) is not a hyperparameter of i-fgsm; allowed: eps, alpha, steps"),
+    (with_(attacks=[{"name": "i-fgsm", "overrides": {"steps": 2.5}}]),
+     r"config.attacks\[0\]: attacks.i-fgsm.overrides.steps: 2.5 is a float; expected int"),
+    (with_(attacks=[{"name": "torchattacks/sparsefool", "modes": ["targeted"]}]),
+     r"config.attacks\[0\].modes: 'targeted' is not one of untargeted"),
+    (with_(attacks=[{"name": "i-fgsm"}, {"name": "i-fgsm"}]), r"label 'i-fgsm' is used twice"),
+    ({"attacks": [{"name": "i-fgsm"}]}, r"config: missing field 'datasets'"),
+])
+def test_bad_config_names_field_value_and_allowed(config, message):
+    with pytest.raises(ValueError, match=message):
+        parse_config(config)
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("seed = = 1")
+    with pytest.raises(ValueError, match="is not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_fingerprint_ignores_device_only():
+    a = parse_config(with_(device="cpu"))
+    assert a.fingerprint() == parse_config(with_(device="auto")).fingerprint()
+    assert a.fingerprint() != parse_config(with_(seed=1)).fingerprint()

@@ -1,0 +1,203 @@
+"""The runner end to end: selection, targets, verification, the store, resume after a kill, reports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.config import parse_config
+from bench.data import get_batch
+from bench.runner import run_benchmark
+from bench.store import ResultsStore, decode_example
+from bench.verify import verify
+from reports.tables import summarize, write_tables
+
+TESTS = Path(__file__).parent
+
+
+def small_config(**changes):
+    config = {
+        "name": "small",
+        "seed": 1,
+        "n_samples": 10,
+        "batch_size": 4,
+        "budgets": [1, 10, 1000],
+        "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
+        "attacks": [
+            {"name": "i-fgsm", "overrides": {"eps": 0.3, "alpha": 0.05, "steps": 10}},
+            {"name": "torchattacks/onepixel", "overrides": {"pixels": 3, "steps": 2, "popsize": 5}},
+        ],
+    }
+    config.update(changes)
+    return parse_config(config)
+
+
+@pytest.fixture
+def finished_run(tmp_path, tiny_model):
+    store = ResultsStore(tmp_path / "store.sqlite")
+    run_id = run_benchmark(small_config(), store, load_model=lambda *_: tiny_model, progress=False)
+    yield store, run_id
+    store.close()
+
+
+def test_run_records_every_unit_and_sample(finished_run, tiny_model, fashion_test):
+    store, run_id = finished_run
+    rows = store.samples(run_id)
+    # 1 model x 2 attacks x 2 modes x 10 samples, each once.
+    assert len(rows) == 40
+    assert rows.groupby(["attack", "mode"]).size().tolist() == [10] * 4
+    assert not rows.duplicated(["attack", "mode", "sample_id"]).any()
+    # Only correctly classified samples are attacked.
+    images, labels = get_batch(fashion_test, rows["sample_index"].unique().tolist())
+    assert (tiny_model(images).argmax(1) == labels).all()
+    # Targets: never the label, the same for every attack, absent when untargeted.
+    targeted = rows[rows["mode"] == "targeted"]
+    assert (targeted["target"] != targeted["label"]).all()
+    assert targeted.groupby("sample_id")["target"].nunique().max() == 1
+    assert rows[rows["mode"] == "untargeted"]["target"].isna().all()
+    # The harness counted the passes: i-fgsm does 10 forward and 10 backward per sample.
+    ifgsm = rows[rows["attack"] == "i-fgsm"]
+    assert (ifgsm["forward_passes"] == 10).all() and (ifgsm["backward_passes"] == 10).all()
+    assert (rows["seconds"] > 0).all()
+    run = store.get_run(run_id)
+    assert run["finished"] and run["versions"]["torch"] == torch.__version__.split("+")[0] or run["versions"]["torch"]
+    assert run["hardware"]["device"] == "cpu" and run["config"]["seed"] == 1
+
+
+def test_stored_examples_recheck_independently(finished_run, tiny_model, fashion_test):
+    """Rebuild every stored example from the clean data and recompute the harness's verdict."""
+    store, run_id = finished_run
+    rows = store.samples(run_id).set_index(["attack", "mode", "sample_id"])
+    checked = 0
+    for (dataset, model, attack, mode), sample_id, fmt, shape, indices, values in store.examples(run_id):
+        row = rows.loc[(attack, mode, sample_id)]
+        image, label = fashion_test[int(row["sample_index"])]
+        adversarial = decode_example(image, fmt, indices, values)
+        assert list(adversarial.shape) == eval(shape)
+        assert 0 <= adversarial.min() and adversarial.max() <= 1
+        prediction = int(tiny_model(adversarial[None]).argmax(1))
+        assert prediction == row["adversarial_prediction"]
+        expected = prediction == row["target"] if mode == "targeted" else prediction != label
+        assert bool(row["success"]) == expected
+        assert int((adversarial != image).sum()) == row["l0_elements"]
+        checked += 1
+    assert checked == len(rows)
+
+
+def test_rerunning_a_finished_run_adds_nothing(finished_run, tiny_model):
+    store, run_id = finished_run
+    before = store.samples(run_id)
+    again = run_benchmark(small_config(), store, load_model=lambda *_: tiny_model, progress=False)
+    assert again == run_id
+    pd.testing.assert_frame_equal(store.samples(run_id), before)
+
+
+def test_same_seed_same_rows(tmp_path, tiny_model, finished_run):
+    store, run_id = finished_run
+    with ResultsStore(tmp_path / "other.sqlite") as other:
+        run_benchmark(small_config(), other, load_model=lambda *_: tiny_model, progress=False)
+        a = store.samples(run_id).drop(columns="seconds")
+        b = other.samples(run_id).drop(columns="seconds")
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_least_likely_targets(tmp_path, tiny_model, fashion_test):
+    config = small_config(target_selection="least-likely", modes=["targeted"],
+                          attacks=[{"name": "i-fgsm", "overrides": {"eps": 0.3, "alpha": 0.05}}])
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
+        rows = store.samples(run_id)
+    images, _ = get_batch(fashion_test, rows["sample_index"].tolist())
+    assert rows["target"].tolist() == tiny_model(images).argmin(1).tolist()
+
+
+def test_report_files(finished_run, tmp_path):
+    store, run_id = finished_run
+    summary = summarize(store.samples(run_id), budgets=[1, 10, 1000], budget_unit="pixels")
+    assert list(summary["samples"]) == [10, 10, 10, 10]
+    rows = store.samples(run_id)
+    for _, line in summary.iterrows():
+        unit = rows[(rows["attack"] == line["attack"]) & (rows["mode"] == line["mode"])]
+        won = unit[unit["success"] == 1]
+        assert line["fooling_rate"] == pytest.approx(100 * len(won) / len(unit))
+        if len(won):
+            assert line["median_l0_pixels"] == pytest.approx(won["l0_pixels"].median())
+        else:
+            assert pd.isna(line["median_l0_pixels"])
+        assert line["fr@1000"] == pytest.approx(line["fooling_rate"])  # 784 pixels < 1000
+        assert line["fr@1"] <= line["fr@10"] <= line["fr@1000"]
+    paths = write_tables(summary, tmp_path / "tables", caption="test")
+    assert "| i-fgsm" in paths["md"].read_text()
+    assert "\\begin{table}" in paths["tex"].read_text() and "fooling\\_rate" in paths["tex"].read_text()
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), summary, check_dtype=False)
+
+
+def test_failing_attack_is_recorded_not_counted(tmp_path, tiny_model):
+    """An attack that returns out-of-box values gets no credit for them."""
+    from bench import registry
+
+    config = small_config(attacks=[{"name": "i-fgsm", "overrides": {"eps": 5.0, "alpha": 2.0, "steps": 1}}],
+                          modes=["untargeted"])
+    # eps 5 with alpha 2 stays inside [0, 1] because i-fgsm clamps: all valid.
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
+        rows = store.samples(run_id)
+    assert rows["valid"].all()
+    assert registry.ATTACKS["i-fgsm"].kind == "fixed-budget"
+
+
+def _count_rows(path: Path) -> int:
+    try:
+        with sqlite3.connect(path, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+WORKER = [sys.executable, str(TESTS / "_resume_worker.py")]
+
+
+@pytest.fixture(scope="module")
+def reference_store(tmp_path_factory):
+    """The worker's benchmark, run once without interruption."""
+    path = tmp_path_factory.mktemp("reference") / "reference.sqlite"
+    subprocess.run(WORKER + [str(path)], check=True, timeout=300)
+    return path
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_resume_after_interruption_loses_and_duplicates_nothing(tmp_path, how, reference_store):
+    worker, reference = WORKER, reference_store
+    total = _count_rows(reference)
+    assert total == 2 * (12 + 2 * 12)  # 2 models x (sparsefool untargeted + i-fgsm both modes)
+
+    interrupted = tmp_path / "interrupted.sqlite"
+    process = subprocess.Popen(worker + [str(interrupted)])
+    deadline = time.monotonic() + 240
+    while _count_rows(interrupted) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, "the worker finished before it could be interrupted"
+    process.send_signal(how)
+    process.wait(timeout=60)
+    cut = _count_rows(interrupted)
+    assert 0 < cut < total
+    assert cut % 3 == 0  # whole batches only
+
+    subprocess.run(worker + [str(interrupted)], check=True, timeout=300)
+    with ResultsStore(reference) as a, ResultsStore(interrupted) as b:
+        rows_a = a.samples().drop(columns="seconds").sort_values(["model", "attack", "mode", "sample_id"])
+        rows_b = b.samples().drop(columns="seconds").sort_values(["model", "attack", "mode", "sample_id"])
+        assert len(rows_b) == total
+        pd.testing.assert_frame_equal(rows_a.reset_index(drop=True), rows_b.reset_index(drop=True))
+        examples_a = sorted((k, s, f, i, v) for k, s, f, _, i, v in a.examples(a.latest_run_id()))
+        examples_b = sorted((k, s, f, i, v) for k, s, f, _, i, v in b.examples(b.latest_run_id()))
+        assert examples_a == examples_b
