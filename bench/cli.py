@@ -31,11 +31,11 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.config import default_config_path, load_config
+    from bench.config import default_config_path, load_config, resolve_config
     from bench.runner import run_benchmark
     from bench.store import ResultsStore
 
-    config = load_config(args.config or default_config_path())
+    config = load_config(resolve_config(args.config) if args.config else default_config_path())
     run_id = f"{config.name}-{config.fingerprint()}"
     if args.new_run:
         run_id += time.strftime("-%Y%m%dT%H%M%S")
@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run the benchmark a TOML config describes; with no --config, the offline "
                                      "Fashion-MNIST benchmark. Running the same config again resumes it: whole "
                                      "batches already stored are kept, nothing is counted twice.")
-    run.add_argument("--config", type=Path, help="TOML config (default: the packaged offline benchmark)")
+    run.add_argument("--config", help="TOML config file, or the name of a packaged config "
+                                       "(default, cifar10-robustbench, imagenet-torchvision; "
+                                       "default: the offline Fashion-MNIST benchmark)")
     store_options(run)
     run.add_argument("--cache-dir", type=Path, default=None,
                      help="model and data cache (default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")

@@ -39,7 +39,10 @@ from typing import Any
 
 from bench.registry import MODES, check_overrides, get_entry
 
-__all__ = ["AttackConfig", "BenchmarkConfig", "DatasetConfig", "default_config_path", "load_config", "parse_config"]
+__all__ = [
+    "AttackConfig", "BenchmarkConfig", "DatasetConfig", "default_config_path", "load_config", "packaged_configs",
+    "parse_config", "resolve_config",
+]
 
 TARGET_SELECTIONS = ("random", "least-likely")
 BUDGET_UNITS = ("pixels", "elements")
@@ -108,6 +111,13 @@ def _check_fields(where: str, table: Mapping[str, Any], fields: Mapping[str, typ
             raise ValueError(f"{where}: missing field {key!r}")
 
 
+def _check_table(where: str, table: Any, fields: Mapping[str, type | tuple[type, ...]],
+                 required: tuple[str, ...]) -> None:
+    if not isinstance(table, dict):
+        raise ValueError(f"{where}: {table!r} is a {type(table).__name__}; expected a table")
+    _check_fields(where, table, fields, required)
+
+
 def _positive(where: str, value: int) -> int:
     if value < 1:
         raise ValueError(f"{where}: {value!r} must be a positive integer")
@@ -156,9 +166,7 @@ def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
     datasets = []
     for i, table in enumerate(top["datasets"]):
         where = f"config.datasets[{i}]"
-        if not isinstance(table, dict):
-            raise ValueError(f"{where}: {table!r} is a {type(table).__name__}; expected a table")
-        _check_fields(where, table, _DATASET_FIELDS, ("name", "models"))
+        _check_table(where, table, _DATASET_FIELDS, ("name", "models"))
         _choices(f"{where}.name", [table["name"]], tuple(DATASETS))
         allowed_models = tuple(model_names(table["name"]))
         models = _choices(f"{where}.models", table["models"], allowed_models)
@@ -172,9 +180,7 @@ def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
     attacks = []
     for i, table in enumerate(top["attacks"]):
         where = f"config.attacks[{i}]"
-        if not isinstance(table, dict):
-            raise ValueError(f"{where}: {table!r} is a {type(table).__name__}; expected a table")
-        _check_fields(where, table, _ATTACK_FIELDS, ("name",))
+        _check_table(where, table, _ATTACK_FIELDS, ("name",))
         try:
             entry = get_entry(table["name"])
         except ValueError as error:
@@ -214,6 +220,24 @@ def load_config(path: str | Path) -> BenchmarkConfig:
     return parse_config(data)
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped with SparseBench, by name."""
+    folder = resources.files("bench") / "configs"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+
+
 def default_config_path() -> Path:
     """The packaged offline Fashion-MNIST benchmark."""
-    return Path(str(resources.files("bench") / "configs" / "default.toml"))
+    return packaged_configs()["default"]
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A config file path, or the name of a packaged config (``sparsebench list --configs``)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    packaged = packaged_configs()
+    if str(name_or_path) in packaged:
+        return packaged[str(name_or_path)]
+    raise ValueError(f"--config: {str(name_or_path)!r} is neither a file nor a packaged config; "
+                     f"packaged: {', '.join(sorted(packaged))}")

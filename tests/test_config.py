@@ -70,3 +70,15 @@ def test_fingerprint_ignores_device_only():
     a = parse_config(with_(device="cpu"))
     assert a.fingerprint() == parse_config(with_(device="auto")).fingerprint()
     assert a.fingerprint() != parse_config(with_(seed=1)).fingerprint()
+
+
+def test_packaged_configs_parse(tmp_path):
+    from bench.config import packaged_configs, resolve_config
+
+    packaged = packaged_configs()
+    assert {"default", "cifar10-robustbench", "imagenet-torchvision"} <= set(packaged)
+    for name, path in packaged.items():
+        assert resolve_config(name) == path
+        load_config(path)  # every shipped config is valid
+    with pytest.raises(ValueError, match="neither a file nor a packaged config"):
+        resolve_config("cifar100")

@@ -1,0 +1,65 @@
+"""The command line as a user meets it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+from bench.config import parse_config
+from bench.registry import ATTACKS
+from bench.runner import run_benchmark
+from bench.store import ResultsStore
+
+
+def test_help_names_every_command():
+    result = subprocess.run([sys.executable, "-m", "bench.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("run", "list", "report", "runs"):
+        assert command in result.stdout
+
+
+def test_console_script_is_installed():
+    script = shutil.which("sparsebench") or shutil.which("sparsebench", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert script, "pip install -e . installs the sparsebench console script"
+    result = subprocess.run([script, "run", "--help"], capture_output=True, text=True, check=True)
+    assert "--config" in result.stdout and "resume" in result.stdout
+
+
+def test_list_prints_the_registry(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name, entry in ATTACKS.items():
+        assert name in out
+    assert "minimum-norm" in out and "fixed-budget" in out
+    assert main(["list", "--verbose"]) == 0
+    assert "arXiv:1607.02533" in capsys.readouterr().out
+
+
+def test_bad_config_fails_before_work_with_exit_2(tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text('[[datasets]]\nname = "fashion-mnist"\nmodels = ["smallcnn-standard"]\n'
+                      '[[attacks]]\nname = "sparse-magic"\n')
+    store = tmp_path / "store.sqlite"
+    assert main(["run", "--config", str(config), "--store", str(store)]) == 2
+    assert "'sparse-magic' is not registered" in capsys.readouterr().err
+    assert not store.exists()  # nothing started
+
+
+def test_report_from_store(tmp_path, tiny_model, capsys):
+    config = parse_config({
+        "name": "cli", "n_samples": 4, "batch_size": 4, "modes": ["untargeted"], "budgets": [5],
+        "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
+        "attacks": [{"name": "i-fgsm", "overrides": {"eps": 0.3, "alpha": 0.05}}],
+    })
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
+    assert main(["report", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "i-fgsm" in out and "fr@5" in out
+    for suffix in ("md", "tex", "csv"):
+        assert (tmp_path / "out" / run_id / f"summary.{suffix}").exists()
+    assert main(["report", "--store", str(tmp_path / "s.sqlite"), "--run", "nope"]) == 2
+    assert main(["report", "--store", str(tmp_path / "missing.sqlite")]) == 2
