@@ -59,7 +59,19 @@ def onepixel(
     """OnePixel (Su et al., IEEE TEVC 2019, arXiv:1710.08864) from torchattacks.
 
     A fixed-budget attack: ``pixels`` positions, searched by differential
-    evolution for ``steps`` generations of ``popsize`` candidates per pixel.
+    evolution for ``steps`` generations. torchattacks' population is
+    ``max(1, popsize // (pixels * (2 + C))) * pixels * (2 + C)`` candidates,
+    not ``popsize`` per pixel.
+
+    Known weakness, kept as the library has it (the native ``onepixel`` is
+    the fix): the fitness is ``1 - p_target`` (targeted) or ``p_true``
+    (untargeted) in float32, and ``1 - p`` is exactly 1 for every
+    ``p < 6e-8``. On a confident model all candidates then tie, differential
+    evolution cannot select, and the targeted attack reaches its target only
+    where the target already has some probability (measured on the tiny
+    Fashion-MNIST model: 1 of 8 targets with 5 or 20 pixels, against 3 of 8
+    for the native attack with 5; untargeted 5-6 of 8 against 8 of 8).
+    Targeted mode itself is wired correctly (the given labels are the targets).
     """
     return _run("OnePixel", model, inputs, labels, targeted, pixels=pixels, steps=steps, popsize=popsize, inf_batch=inf_batch)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,6 +55,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _short_citation(citation: str) -> str:
+    """``"Modas, ... arXiv:1811.02248; via ..."`` -> ``"Modas et al., arXiv:1811.02248"``."""
+    import re
+
+    author = re.split(r"[ ,]", citation, maxsplit=1)[0]
+    arxiv = re.search(r"arXiv:\d{4}\.\d{4,5}", citation)
+    return f"{author} et al., {arxiv.group(0)}" if arxiv else citation.split(",")[0]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -61,7 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     rows = [
         {"name": e.name, "kind": e.kind, "norm": e.norm, "source": e.source, "modes": ", ".join(e.modes),
-         "threat": e.threat, "citation": e.citation if args.verbose else e.citation.split(",")[0]}
+         "threat": e.threat, "citation": e.citation if args.verbose else _short_citation(e.citation)}
         for e in ATTACKS.values()
     ]
     print(pd.DataFrame(rows).to_markdown(index=False))
@@ -70,6 +80,25 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"\n{entry.name} defaults:")
             for family in (None, "mnist", "cifar10", "imagenet"):
                 print(f"  {family or 'any'}: {entry.hyperparameters(family)}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench.models import MODELS, model_metadata
+
+    rows = []
+    for entry in MODELS.values():
+        for dataset in entry.datasets:
+            row = {"name": entry.name, "dataset": dataset, "source": entry.source, "description": entry.description}
+            if entry.source == "sparsebench":
+                meta = model_metadata(entry.name, dataset, cache_dir=args.cache_dir) or {}
+                row["cached"] = "yes" if meta else "no (trained on first use)"
+                row["clean_accuracy"] = meta.get("clean_accuracy", "")
+                row["pgd_accuracy"] = meta.get("pgd_accuracy", "")
+            rows.append(row)
+    print(pd.DataFrame(rows).fillna("").to_markdown(index=False))
     return 0
 
 
@@ -127,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("-v", "--verbose", action="store_true", help="full citations and default hyperparameters")
     lst.set_defaults(func=cmd_list)
 
+    models = sub.add_parser("models", help="print the model registry (and cached accuracy of our own models)")
+    models.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: as for run)")
+    models.set_defaults(func=cmd_models)
+
     report = sub.add_parser("report", help="write the tables of a stored run (Markdown, LaTeX, CSV)")
     store_options(report)
     report.add_argument("--run", help="run id (default: the latest run)")
@@ -145,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ImportError) as error:
         print(f"sparsebench: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `sparsebench list | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

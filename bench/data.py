@@ -41,6 +41,7 @@ __all__ = [
     "TensorImageDataset",
     "default_cache_dir",
     "get_batch",
+    "imagenet_transform",
     "load_dataset",
     "read_idx",
 ]
@@ -189,7 +190,8 @@ class ImageFolderDataset(Dataset):
 def get_batch(dataset: Dataset, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
     """Stack items of any ``(image, label)`` dataset into one batch.
 
-    Uses the dataset's own ``get_batch`` when it is not this generic one.
+    A :class:`TensorImageDataset` is indexed in one operation; any other
+    dataset is read item by item and stacked.
 
     Parameters
     ----------

@@ -21,6 +21,7 @@ import importlib
 import json
 import os
 import pathlib
+import pickle
 import sys
 import time
 import warnings
@@ -418,7 +419,8 @@ def train_small_cnn(
         The trained model, prepared (eval mode, frozen, on ``device``).
     metadata : dict
         dataset, flavour, seed, epochs, eps, training settings,
-        ``training_seconds``, ``clean_accuracy`` (full test split),
+        ``training_seconds`` (wall clock) and ``training_cpu_seconds``,
+        ``clean_accuracy`` (full test split),
         ``pgd_accuracy`` (correct both clean and under PGD on the first
         ``eval_pgd_images`` test images; see ``pgd_evaluation``),
         ``torch_version``.
@@ -456,7 +458,7 @@ def train_small_cnn(
     total_steps = epochs * batches_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, total_steps))
 
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     bar = tqdm(total=total_steps, desc=f"{flavour} {dataset}", unit="batch", disable=not progress,
                leave=False, file=sys.stderr)
     for epoch in range(epochs):
@@ -479,6 +481,7 @@ def train_small_cnn(
             bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     training_seconds = time.perf_counter() - started
+    training_cpu_seconds = time.process_time() - started_cpu
 
     prepare_model(model, device)
     eval_batch = 500
@@ -501,6 +504,7 @@ def train_small_cnn(
         "pgd_step_size": 2.5 * eps / pgd_steps if flavour == "pgd-at" else None,
         "fgsm_step_size": 1.25 * eps if flavour == "fast-at" else None,
         "training_seconds": round(training_seconds, 3),
+        "training_cpu_seconds": round(training_cpu_seconds, 3),
         "num_threads": torch.get_num_threads(),
         "device": str(device),
         "clean_accuracy": clean_accuracy,
@@ -768,6 +772,14 @@ def _load_robustbench(
             return robustbench.load_model(
                 model_name=entry.target, dataset=dataset, threat_model="Linf", model_dir=str(model_dir)
             )
+    except pickle.UnpicklingError as error:
+        raise ModelUnavailableError(
+            f"{entry.name}: {path} is not a readable checkpoint ({error}). A file starting with "
+            "'<' is the HTML page of a failed Google Drive download: delete it and load again "
+            "online (RobustBench issues #72, #158). A checkpoint that holds more than tensors "
+            "fails torch.load(weights_only=True), torch's default since 2.6; if you trust "
+            "the file, set TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1."
+        ) from error
     except Exception as error:
         if path.is_file():
             raise

@@ -19,8 +19,8 @@ CONFIG = {
     "batch_size": 3,
     "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard", "smallcnn-fast-at"]}],
     "attacks": [
-        {"name": "torchattacks/sparsefool", "overrides": {"steps": 3}},
-        {"name": "i-fgsm", "overrides": {"eps": 0.2, "alpha": 0.02, "steps": 20}},
+        # Many steps so that a batch takes long enough to be interrupted part-way.
+        {"name": "i-fgsm", "overrides": {"eps": 0.2, "alpha": 0.002, "steps": 1500}},
     ],
 }
 

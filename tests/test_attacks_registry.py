@@ -17,10 +17,34 @@ FAST = {
     "torchattacks/onepixel": {"pixels": 5, "steps": 5, "popsize": 10},
     "torchattacks/jsma": {},
     "torchattacks/pixle": {"restarts": 5, "max_iterations": 5},
+    "lin2025": {"steps": 20},
+    "lin2025-code": {"steps": 20},
+    "fmn-l0": {"steps": 200},
+    "sigma-zero": {"steps": 100},
+    "vfga": {"max_iter": 100},
+    "sparse-rs": {"k": 40, "n_queries": 300},
+    "sparse-rs-min": {"budgets": (1, 2, 5, 10, 20, 50, 100), "n_queries": 300},
+    "pgd-l0": {"k": 40, "steps": 20, "restarts": 2},
+    "pgd-l0-min": {"budgets": (1, 2, 5, 10, 20, 50, 100), "steps": 20, "restarts": 2},
+    "sparse-pgd": {"k": 40, "steps": 100},
+    "sparse-pgd-min": {"budgets": (1, 2, 5, 10, 20, 50, 100), "steps": 100},
+    "sparsefool": {"max_iter": 10},
+    "cw-l0": {"steps": 30, "max_rounds": 10},
+    "art/cw-l0": {"max_iter": 5, "binary_search_steps": 3, "initial_const": 1.0},
+    "onepixel": {"pixels": 5, "population": 50, "generations": 20},
 }
 # Fooling rate a working attack reaches here (tiny linear model, 8 samples); 0 for
 # the black-box ones whose small budget may not suffice on every sample.
-MIN_SUCCESS = {"i-fgsm": 0.75, "torchattacks/sparsefool": 0.75, "torchattacks/jsma": 0.5}
+# lin2025 measured 7/8 untargeted, 3/8 targeted (the bound covers both modes; its eq.-22
+# output cannot move Fashion-MNIST's many pixels at exactly 0). lin2025-code: 0, its
+# sparse iterates never succeed on this model (only its dense fallback does, untargeted).
+MIN_SUCCESS = {"i-fgsm": 0.75, "torchattacks/sparsefool": 0.75, "torchattacks/jsma": 0.5, "lin2025": 0.25,
+    "fmn-l0": 0.75, "sigma-zero": 0.75, "vfga": 0.75,
+    "sparse-rs": 0.375, "sparse-rs-min": 0.75, "pgd-l0": 0.75, "pgd-l0-min": 0.75, "sparse-pgd": 0.75,
+    "sparse-pgd-min": 0.75,
+    # onepixel: measured 3/8 targeted with these small settings (seeds 0-2); 1/8 keeps a margin.
+    "sparsefool": 0.75, "cw-l0": 0.75, "art/cw-l0": 0.75, "onepixel": 0.125,
+}
 
 CASES = [(name, mode) for name, entry in ATTACKS.items() for mode in entry.modes]
 

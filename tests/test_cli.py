@@ -63,3 +63,12 @@ def test_report_from_store(tmp_path, tiny_model, capsys):
         assert (tmp_path / "out" / run_id / f"summary.{suffix}").exists()
     assert main(["report", "--store", str(tmp_path / "s.sqlite"), "--run", "nope"]) == 2
     assert main(["report", "--store", str(tmp_path / "missing.sqlite")]) == 2
+
+
+def test_models_lists_the_model_registry(capsys):
+    from bench.models import MODELS
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in MODELS:
+        assert name in out

@@ -264,6 +264,18 @@ def test_robustbench_missing_checkpoint_offline(tmp_path: pathlib.Path) -> None:
     assert str(tmp_path / "robustbench" / "cifar10" / "Linf" / "Standard.pt") in str(caught.value)
 
 
+def test_robustbench_broken_checkpoint(tmp_path: pathlib.Path) -> None:
+    """A failed Google Drive download leaves an HTML page named like the checkpoint."""
+    pytest.importorskip("pyautoattack")
+    path = tmp_path / "robustbench" / "cifar10" / "Linf" / "Wong2020Fast.pt"
+    path.parent.mkdir(parents=True)
+    path.write_text("<!DOCTYPE html><html><head><title>Google Drive</title></head></html>")
+    with pytest.raises(ModelUnavailableError) as caught:
+        load_model("robustbench/Wong2020Fast", "cifar10", cache_dir=tmp_path, allow_download=False)
+    message = str(caught.value)
+    assert str(path) in message and "delete it" in message
+
+
 def test_robustbench_import_error_names_setuptools(restore_robustbench_modules: None) -> None:
     """Without pkg_resources (setuptools >= 81) the error says what to install.
 

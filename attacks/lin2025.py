@@ -1,0 +1,443 @@
+"""Sparse attack of Lin, Lou, Wang, Jalaian & Yuan, "Towards Interpretable Adversarial
+Examples via Sparse Adversarial Attack" (arXiv:2506.17250), and the variant their
+public code runs.
+
+The method (Algorithm 1 of the paper) starts from a dense I-FGSM perturbation
+``delta`` and learns a weight ``w`` of the image's shape that switches elements of
+``delta`` on or off:
+
+* the tau-shifted ReLU ``relu(w - tau/eps)`` (eq. 19) scales ``delta``;
+* the number of active elements, ``sum_j H(relu(w_j - tau/eps))`` with ``H`` the
+  Heaviside step, is penalised with weight ``lam`` (eq. 20), ``H``'s derivative
+  being replaced by the Gaussian ``q_a(x) = exp(-(x/a)^2) / (|a| sqrt(pi))``
+  (eqs. 12, 18);
+* the output is ``delta* = Omega * H(relu(w - tau/eps)) * delta`` with
+  ``Omega = min(x/eps, (1-x)/eps)`` (eq. 22), which keeps ``x + delta*`` inside
+  [0, 1] (Proposition 2).
+
+Two public functions: :func:`lin2025` (the paper) and :func:`lin2025_code` (what
+the authors' demo code does, batched and with the model left in eval mode). The
+building blocks :class:`HeavisideSurrogate`, :func:`heaviside`, :func:`box_scale`,
+:func:`active_mask` and :func:`sparse_example` are exported for the tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attacks.ifgsm import i_fgsm
+
+__all__ = [
+    "HeavisideSurrogate",
+    "active_mask",
+    "box_scale",
+    "heaviside",
+    "lin2025",
+    "lin2025_code",
+    "sparse_example",
+    "surrogate_derivative",
+]
+
+UNTARGETED_LABELS = ("dense-prediction", "true-class")
+FORWARDS = ("eq20", "eq22")
+ON_FAILURE = ("input", "dense")
+
+
+def surrogate_derivative(x: Tensor, a: float) -> Tensor:
+    """``q_a(x) = exp(-(x/a)^2) / (|a| sqrt(pi))``, the Gaussian that stands in for
+    the Heaviside step's derivative (Lin et al., arXiv:2506.17250, eqs. 12 and 18)."""
+    return torch.exp(-((x / a) ** 2)) / (abs(a) * math.sqrt(math.pi))
+
+
+class HeavisideSurrogate(torch.autograd.Function):
+    """Heaviside step ``H(x) = 1 if x > 0 else 0`` (eq. 9) whose backward pass uses
+    ``q_a(x)`` (eq. 18) instead of the Dirac delta."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, a: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.a = a
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad_output * surrogate_derivative(x, ctx.a), None
+
+
+def heaviside(x: Tensor, a: float = 0.1) -> Tensor:
+    """``H(x)`` with the surrogate derivative ``q_a`` (see :class:`HeavisideSurrogate`)."""
+    return HeavisideSurrogate.apply(x, a)
+
+
+def box_scale(inputs: Tensor, eps: float) -> Tensor:
+    """``Omega = min(x/eps, (1-x)/eps)``, elementwise (eq. 22, Algorithm 1)."""
+    return torch.minimum(inputs, 1 - inputs) / eps
+
+
+def active_mask(w: Tensor, *, eps: float, tau: float) -> Tensor:
+    """``H(relu(w - tau/eps)) == 1``: the elements of ``delta`` the weight keeps (bool)."""
+    return torch.relu(w - tau / eps) > 0
+
+
+def sparse_example(inputs: Tensor, delta: Tensor, mask: Tensor, omega: Tensor) -> Tensor:
+    """``x + Omega * mask * delta`` (eq. 22), clamped to [0, 1].
+
+    Proposition 2 says the sum already lies in [0, 1]; in floating point
+    ``(x/eps) * eps`` can exceed ``x`` by an ulp (and ``delta = x_dense - x`` can
+    exceed ``eps`` by one), so ``x - Omega*eps`` can land at ``-1e-9``. The clamp moves
+    such values by at most a few ulps and only onto the bound that exact arithmetic
+    would reach; it changes no element that the method leaves alone (there the sum
+    is exactly ``x``), so the mask, the L0 count and the method are unchanged.
+    """
+    return (inputs + omega * mask.to(inputs.dtype) * delta).clamp(0, 1)
+
+
+def _check(name: str, value, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise ValueError(f"{name}: {value!r} must be > 0")
+
+
+def _success(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    prediction = logits.argmax(1)
+    return prediction == labels if targeted else prediction != labels
+
+
+def _per_sample(mask: Tensor, like: Tensor) -> Tensor:
+    return mask.view(-1, *[1] * (like.dim() - 1))
+
+
+def _dense_prediction_label(dense_logits: Tensor, labels: Tensor) -> Tensor:
+    """The class the dense example is predicted as; where that is still the true
+    class (the dense start failed), the dense example's best other class."""
+    prediction = dense_logits.argmax(1)
+    runner_up = dense_logits.scatter(1, labels[:, None], float("-inf")).argmax(1)
+    return torch.where(prediction != labels, prediction, runner_up)
+
+
+class _Best:
+    """Per sample, the sparsest successful example seen so far (tensor ops only, no host sync)."""
+
+    def __init__(self, fallback: Tensor) -> None:
+        self.example = fallback.clone()
+        self.l0 = torch.full((fallback.shape[0],), fallback[0].numel() + 1, dtype=torch.long, device=fallback.device)
+
+    def update(self, inputs: Tensor, candidate: Tensor, success: Tensor) -> Tensor:
+        l0 = (candidate != inputs).flatten(1).sum(1)
+        better = success & (l0 < self.l0)
+        self.example = torch.where(_per_sample(better, inputs), candidate, self.example)
+        self.l0 = torch.where(better, l0, self.l0)
+        return better
+
+
+def lin2025(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    *,
+    targeted: bool = False,
+    eps: float = 4 / 255,
+    alpha: float = 1 / 255,
+    ifgsm_steps: int = 10,
+    steps: int = 100,
+    lr: float = 1e-2,
+    momentum: float = 0.9,
+    lam: float = 1e-2,
+    a: float = 0.1,
+    tau: float = 0.30,
+    loss_scale: float = 1.0,
+    w_init: float = 0.1,
+    untargeted_label: str = "dense-prediction",
+    forward: str = "eq20",
+    keep_best: bool = True,
+    patience: int = 0,
+    on_failure: str = "input",
+) -> Tensor:
+    """Sparse attack of Lin et al., arXiv:2506.17250 (Algorithm 1), batched.
+
+    1. ``delta = I-FGSM(x) - x`` (eqs. 3/4; :func:`attacks.ifgsm.i_fgsm`).
+    2. ``Omega = min(x/eps, (1-x)/eps)``.
+    3. ``steps`` steps of SGD with momentum on the weight ``w`` for
+       ``J_adv = loss_scale * (s * CE(f(x + relu(w - tau/eps) * delta), y_adv)
+       + lam * sum_j H(relu(w_j - tau/eps)))`` (eq. 20), where ``H`` has the
+       surrogate derivative ``q_a`` (eqs. 12, 18). Targeted: ``y_adv`` is the
+       target and ``s = +1`` (CE to the target is minimised, as eq. 20 is).
+       Untargeted: see ``untargeted_label``.
+    4. After every step the eq.-22 example ``x + Omega * H(relu(w - tau/eps)) *
+       delta`` (clamped, see :func:`sparse_example`) is classified; per sample the
+       successful one with the fewest changed elements is kept.
+
+    Per-sample losses are summed over the batch and SGD acts elementwise, so a
+    sample's result does not depend on the other samples in its batch. The loop
+    uses tensor operations only (no ``.item()``, no branching on values) except
+    the optional check every ``patience`` steps.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns logits for inputs in [0, 1]; used as it is (the harness puts it in eval mode).
+    inputs : Tensor
+        Clean images ``(B, C, H, W)`` in [0, 1]; the attack runs on their device.
+    labels : Tensor
+        True classes, or the target classes when ``targeted``.
+    targeted : bool
+        Succeed when the target is predicted, otherwise when the true class is not.
+    eps : float
+        Linf radius of the I-FGSM start, in input units; also sets the threshold
+        ``tau/eps`` and ``Omega``. Default 4/255 (Section 5.1).
+    alpha : float
+        I-FGSM step, input units. Default 1/255 (Section 5.1).
+    ifgsm_steps : int
+        I-FGSM iterations. Default 10 (Section 5.1).
+    steps : int
+        SGD steps ``T`` on ``w``. Default 100, the paper's value for MNIST and
+        CIFAR-10 (Section 5.1; 200 for ImageNet, set by the registry).
+    lr : float
+        SGD learning rate. Default 1e-2 (Section 5.1).
+    momentum : float
+        SGD momentum. Default 0.9 (Section 5.1).
+    lam : float
+        Weight of the L0 term ``sum_j H(.)`` relative to the cross-entropy.
+        Default 1e-2 (Section 5.1, MNIST and CIFAR-10; 1e-3 for ImageNet).
+    a : float
+        Width of the surrogate ``q_a``. Default 0.1 (Section 5.1).
+    tau : float
+        Threshold; an element is active while ``w > tau/eps``. Default 0.30 (Section 5.1).
+    loss_scale : float
+        Open choice "lambda's scale": a factor on the whole ``J_adv``. With SGD
+        it is the same as multiplying ``lr`` by it. Default 1 (the paper's
+        eq. 20 and lr as written). The authors' code multiplies the CE by
+        ``1e2 * 1e3 = 1e5`` and its L0 term by ``1e2``, i.e. ``lam = 1e-3`` with
+        ``loss_scale = 1e5``; the ablation's "lambda = 1e3" (Appendix C.3)
+        matches that CE factor, which suggests Section 5.1's lambda is the
+        L0 weight relative to a CE weight of 1, as used here.
+    w_init : float
+        Open choice "initial value of w": ``w`` starts at ``tau/eps + w_init``
+        everywhere, so every element starts active and the first forward is
+        ``x + w_init * delta``. Default 0.1, equal to the default ``a``: the L0
+        term pushes an element with the surrogate slope ``q_a(w_init)``, which is
+        ``q_a(0)/e`` at ``w_init = a`` and vanishes for ``w_init >> a`` (at 0.2 and
+        above the mask stayed dense for 100 steps on the tiny Fashion-MNIST
+        model: median 348 changed elements against 27 at 0.1). ``w_init = 1``
+        makes the first forward the dense I-FGSM example, the literal
+        "pre-train then tune" start of Section 4.4, but then the L0 term has
+        almost no gradient. ``w_init <= 0`` starts with every element off (and,
+        the ReLU's gradient being zero there, they stay off). The authors' code
+        starts from ``randn``, which lies below ``tau/eps`` (about 19) nearly
+        everywhere.
+    untargeted_label : str
+        Open choice "y_adv when untargeted". ``"dense-prediction"`` (default, as
+        the authors' code): ``y_adv`` is the class predicted on the dense I-FGSM
+        example, or, where that is still the true class, the dense example's
+        highest-scoring other class; the CE to ``y_adv`` is minimised (``s = +1``).
+        ``"true-class"``: ``y_adv`` is the true class and its CE is maximised
+        (``s = -1``). Success is always "not the true class".
+    forward : str
+        Open choice "forward form during optimisation". ``"eq20"`` (default, the
+        paper's loss): ``x + relu(w - tau/eps) * delta``. ``"eq22"``: the output's
+        form ``x + Omega * H(relu(w - tau/eps)) * delta``, the CE then reaching
+        ``w`` only through ``q_a``.
+    keep_best : bool
+        Open choice "how the sparsest iterate is kept". True (default): the
+        eq.-22 example is evaluated before the first and after every step (one
+        extra forward each) and the successful one with the fewest changed
+        elements is returned. False: Algorithm 1 as written, the last step's
+        eq.-22 example whatever it is.
+    patience : int
+        Open choice "early stopping". 0 (default): run all ``steps``, as the
+        paper does. ``k > 0``: every ``k`` steps one host sync checks whether any
+        sample's best example improved in those ``k`` steps, and stops if none did.
+    on_failure : str
+        What a sample that never succeeded gets (with ``keep_best``):
+        ``"input"`` (default) the clean input, so it counts as a failure with
+        L0 = 0 and no dense example inflates a sparse attack's fooling rate;
+        ``"dense"`` the dense I-FGSM example, as the authors' code returns.
+
+    Returns
+    -------
+    Tensor
+        Adversarial images, same shape and dtype as ``inputs``, inside [0, 1].
+
+    Notes
+    -----
+    Because ``Omega * delta = min(x, 1-x) * delta / eps``, an active element moves
+    by up to ``min(x, 1-x)`` (not ``eps``); elements at exactly 0 or 1 can never
+    change. Since ``eps`` cancels there, it matters only through the I-FGSM
+    start and the threshold ``tau/eps``.
+    """
+    _check("untargeted_label", untargeted_label, UNTARGETED_LABELS)
+    _check("forward", forward, FORWARDS)
+    _check("on_failure", on_failure, ON_FAILURE)
+    _check_positive(eps=eps, a=a)
+    if steps < 0 or ifgsm_steps < 0 or patience < 0:
+        raise ValueError(f"steps, ifgsm_steps, patience: ({steps}, {ifgsm_steps}, {patience}) must be >= 0")
+
+    x = inputs.detach()
+    dense = i_fgsm(model, x, labels, targeted=targeted, eps=eps, alpha=alpha, steps=ifgsm_steps)
+    delta = dense - x
+    if targeted:
+        y_adv, sign = labels, 1.0
+    elif untargeted_label == "dense-prediction":
+        with torch.no_grad():
+            y_adv, sign = _dense_prediction_label(model(dense), labels), 1.0
+    else:
+        y_adv, sign = labels, -1.0
+
+    omega = box_scale(x, eps)
+    shift = tau / eps
+    w = torch.full_like(x, shift + w_init, requires_grad=True)
+    optimizer = torch.optim.SGD([w], lr=lr, momentum=momentum)
+    best = _Best(dense.clamp(0, 1) if on_failure == "dense" else x)
+
+    def evaluate() -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            candidate = sparse_example(x, delta, active_mask(w, eps=eps, tau=tau), omega)
+            return candidate, best.update(x, candidate, _success(model(candidate), labels, targeted))
+
+    candidate, improved = evaluate()
+    window = improved.any()
+    for step in range(steps):
+        shifted = torch.relu(w - shift)
+        gate = heaviside(shifted, a)
+        scale = shifted if forward == "eq20" else omega * gate
+        ce = F.cross_entropy(model(x + scale * delta), y_adv, reduction="none")
+        loss = loss_scale * (sign * ce.sum() + lam * gate.sum())
+        (w.grad,) = torch.autograd.grad(loss, w)
+        optimizer.step()
+        candidate, improved = evaluate()
+        if patience:
+            window = window | improved.any()
+            if (step + 1) % patience == 0:
+                if not bool(window):  # one host sync per `patience` steps
+                    break
+                window = torch.zeros_like(window)
+    return (best.example if keep_best else candidate).detach()
+
+
+def _accumulated_fgsm(model: nn.Module, inputs: Tensor, labels: Tensor, *, targeted: bool, eps: float, steps: int) -> Tensor:
+    """The start the authors' code computes: each step restarts from the clean image,
+    ``x_{n+1} = clip_[0,1](x + s * eps * sign(G_n))`` with ``G_n`` the sum of the
+    gradients at ``x_0 = x, ..., x_n`` (s = +1 untargeted on the true class,
+    -1 targeted on the target). The step is ``eps`` and there is no eps-ball
+    projection beyond the single step."""
+    step = -eps if targeted else eps
+    accumulated = torch.zeros_like(inputs)
+    x = inputs
+    for _ in range(steps):
+        x = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(x), labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+        accumulated = accumulated + grad
+        x = (inputs + step * accumulated.sign()).clamp(0, 1)
+    return x.detach()
+
+
+def lin2025_code(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    *,
+    targeted: bool = False,
+    eps: float = 6 / 255,
+    ifgsm_steps: int = 10,
+    steps: int = 200,
+    lr: float = 1e-2,
+    tau: float = 0.45,
+    beta: float = 1e2,
+    lam: float = 1e3,
+    seed: int | None = None,
+    on_failure: str = "dense",
+) -> Tensor:
+    """The variant of Lin et al. (arXiv:2506.17250) that the authors' public demo code runs.
+
+    What their code does (a single-image ImageNet demo; read as evidence, nothing
+    copied): the start is I-FGSM that restarts from the clean image each step,
+    ``x_{n+1} = clip(x + eps * sign(sum of the gradients so far))`` (see
+    :func:`_accumulated_fgsm`); untargeted ``y_adv`` is the class predicted on that
+    dense example. ``W`` starts as ``randn``. Each of ``steps`` iterations forms
+    ``x + W * delta``, keeps it if the model no longer predicts the true class and
+    ``||W||_0`` is below the best so far, then takes a plain gradient step (no
+    momentum) on ``beta * (lam * CE(f(x + W * delta), y_adv) + ||W||_0)`` (the
+    L0 term is ``torch.norm(W, p=0)``, whose gradient is zero, so only the CE
+    moves ``W``) and projects ``W = Omega * tanh(relu(W - tau/eps))``. Never
+    successful images return the dense example. Their model is never put in eval
+    mode and a batch larger than one crashes.
+
+    What is changed here: batched (per-sample CE summed, so the step of each
+    sample is what their batch-of-one run does; their CE is a batch mean); the
+    model is used as given (the harness's eval mode); the L0 term is left out
+    of the loss (it adds nothing to the gradient); an iterate counts as
+    successful when the target is predicted (targeted) — their check is "not
+    the true class" in both modes; the sparsest iterate is chosen by the
+    number of changed elements of the example (what the harness counts) rather
+    than ``||W||_0``, and the first, unprojected ``randn`` iterate is not a
+    candidate (theirs can never win either, its ``||W||_0`` being d); every
+    candidate is clamped to [0, 1] (Proposition 2 holds for the projected
+    ``W`` in exact arithmetic; see :func:`sparse_example`).
+
+    Parameters
+    ----------
+    model, inputs, labels, targeted
+        As in :func:`lin2025`.
+    eps : float
+        Step of the accumulated I-FGSM and the ``eps`` of ``Omega`` and ``tau/eps``,
+        input units. Default 6/255 (their code).
+    ifgsm_steps : int
+        Iterations of the start. Default 10 (their ``iter_num``, not given in the
+        paper; 10 as in Section 5.1).
+    steps : int
+        Iterations on ``W``. Default 200 (their code).
+    lr : float
+        Plain gradient-descent step. Default 1e-2 (their code).
+    tau : float
+        Threshold of the projection. Default 0.45 (their code).
+    beta, lam : float
+        The loss is ``beta * lam * CE``; defaults 1e2 and 1e3 (their code).
+    seed : int or None
+        Seeds a generator on the inputs' device for the ``randn`` start; None
+        (default) draws from torch's global generator (their code seeds 1).
+    on_failure : str
+        ``"dense"`` (default, theirs): a sample never successful gets the dense
+        start; ``"input"``: the clean input.
+
+    Returns
+    -------
+    Tensor
+        Adversarial images, same shape as ``inputs``, inside [0, 1].
+    """
+    _check("on_failure", on_failure, ON_FAILURE)
+    _check_positive(eps=eps)
+    x = inputs.detach()
+    dense = _accumulated_fgsm(model, x, labels, targeted=targeted, eps=eps, steps=ifgsm_steps)
+    delta = dense - x
+    if targeted:
+        y_adv = labels
+    else:
+        with torch.no_grad():
+            y_adv = model(dense).argmax(1)
+    omega = box_scale(x, eps)
+    generator = None if seed is None else torch.Generator(device=x.device).manual_seed(seed)
+    weight = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    best = _Best(dense if on_failure == "dense" else x)
+    for step in range(steps):
+        weight.requires_grad_(True)
+        logits = model(x + weight * delta)
+        if step > 0:  # the randn start is not projected, hence no candidate
+            with torch.no_grad():
+                candidate = (x + weight * delta).clamp(0, 1)
+                best.update(x, candidate, _success(model(candidate), labels, targeted))
+        loss = beta * lam * F.cross_entropy(logits, y_adv, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, weight)
+        with torch.no_grad():
+            weight = omega * torch.tanh(torch.relu(weight - lr * grad - tau / eps))
+    return best.example.detach()
