@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attacks.checks import check_choice, check_int, check_real
 from attacks.ifgsm import i_fgsm
+from attacks.success import SparsestSuccess, is_adversarial_argmax
 
 __all__ = [
     "HeavisideSurrogate",
@@ -97,47 +99,12 @@ def sparse_example(inputs: Tensor, delta: Tensor, mask: Tensor, omega: Tensor) -
     return (inputs + omega * mask.to(inputs.dtype) * delta).clamp(0, 1)
 
 
-def _check(name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ValueError(f"{name}: {value!r} must be > 0")
-
-
-def _success(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    prediction = logits.argmax(1)
-    return prediction == labels if targeted else prediction != labels
-
-
-def _per_sample(mask: Tensor, like: Tensor) -> Tensor:
-    return mask.view(-1, *[1] * (like.dim() - 1))
-
-
 def _dense_prediction_label(dense_logits: Tensor, labels: Tensor) -> Tensor:
     """The class the dense example is predicted as; where that is still the true
     class (the dense start failed), the dense example's best other class."""
     prediction = dense_logits.argmax(1)
     runner_up = dense_logits.scatter(1, labels[:, None], float("-inf")).argmax(1)
     return torch.where(prediction != labels, prediction, runner_up)
-
-
-class _Best:
-    """Per sample, the sparsest successful example seen so far (tensor ops only, no host sync)."""
-
-    def __init__(self, fallback: Tensor) -> None:
-        self.example = fallback.clone()
-        self.l0 = torch.full((fallback.shape[0],), fallback[0].numel() + 1, dtype=torch.long, device=fallback.device)
-
-    def update(self, inputs: Tensor, candidate: Tensor, success: Tensor) -> Tensor:
-        l0 = (candidate != inputs).flatten(1).sum(1)
-        better = success & (l0 < self.l0)
-        self.example = torch.where(_per_sample(better, inputs), candidate, self.example)
-        self.l0 = torch.where(better, l0, self.l0)
-        return better
 
 
 def lin2025(
@@ -275,12 +242,14 @@ def lin2025(
     change. Since ``eps`` cancels there, it matters only through the I-FGSM
     start and the threshold ``tau/eps``.
     """
-    _check("untargeted_label", untargeted_label, UNTARGETED_LABELS)
-    _check("forward", forward, FORWARDS)
-    _check("on_failure", on_failure, ON_FAILURE)
-    _check_positive(eps=eps, a=a)
-    if steps < 0 or ifgsm_steps < 0 or patience < 0:
-        raise ValueError(f"steps, ifgsm_steps, patience: ({steps}, {ifgsm_steps}, {patience}) must be >= 0")
+    check_choice("untargeted_label", untargeted_label, UNTARGETED_LABELS)
+    check_choice("forward", forward, FORWARDS)
+    check_choice("on_failure", on_failure, ON_FAILURE)
+    check_real("eps", eps, low=0, low_open=True)
+    check_real("a", a, low=0, low_open=True)
+    check_int("steps", steps, 0)
+    check_int("ifgsm_steps", ifgsm_steps, 0)
+    check_int("patience", patience, 0)
 
     x = inputs.detach()
     dense = i_fgsm(model, x, labels, targeted=targeted, eps=eps, alpha=alpha, steps=ifgsm_steps)
@@ -297,12 +266,12 @@ def lin2025(
     shift = tau / eps
     w = torch.full_like(x, shift + w_init, requires_grad=True)
     optimizer = torch.optim.SGD([w], lr=lr, momentum=momentum)
-    best = _Best(dense.clamp(0, 1) if on_failure == "dense" else x)
+    best = SparsestSuccess(dense.clamp(0, 1) if on_failure == "dense" else x)
 
     def evaluate() -> tuple[Tensor, Tensor]:
         with torch.no_grad():
             candidate = sparse_example(x, delta, active_mask(w, eps=eps, tau=tau), omega)
-            return candidate, best.update(x, candidate, _success(model(candidate), labels, targeted))
+            return candidate, best.update(x, candidate, is_adversarial_argmax(model(candidate), labels, targeted=targeted))
 
     candidate, improved = evaluate()
     window = improved.any()
@@ -415,8 +384,8 @@ def lin2025_code(
     Tensor
         Adversarial images, same shape as ``inputs``, inside [0, 1].
     """
-    _check("on_failure", on_failure, ON_FAILURE)
-    _check_positive(eps=eps)
+    check_choice("on_failure", on_failure, ON_FAILURE)
+    check_real("eps", eps, low=0, low_open=True)
     x = inputs.detach()
     dense = _accumulated_fgsm(model, x, labels, targeted=targeted, eps=eps, steps=ifgsm_steps)
     delta = dense - x
@@ -428,14 +397,14 @@ def lin2025_code(
     omega = box_scale(x, eps)
     generator = None if seed is None else torch.Generator(device=x.device).manual_seed(seed)
     weight = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    best = _Best(dense if on_failure == "dense" else x)
+    best = SparsestSuccess(dense if on_failure == "dense" else x)
     for step in range(steps):
         weight.requires_grad_(True)
         logits = model(x + weight * delta)
         if step > 0:  # the randn start is not projected, hence no candidate
             with torch.no_grad():
                 candidate = (x + weight * delta).clamp(0, 1)
-                best.update(x, candidate, _success(model(candidate), labels, targeted))
+                best.update(x, candidate, is_adversarial_argmax(model(candidate), labels, targeted=targeted))
         loss = beta * lam * F.cross_entropy(logits, y_adv, reduction="sum")
         (grad,) = torch.autograd.grad(loss, weight)
         with torch.no_grad():

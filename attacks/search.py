@@ -30,21 +30,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attacks.losses import logit_margin
 from attacks.norms import l0_pixels
+from attacks.success import is_adversarial
 
-__all__ = ["DEFAULT_BUDGETS", "is_adversarial", "minimum_norm_attack", "minimum_norm_search"]
+__all__ = ["DEFAULT_BUDGETS", "minimum_norm_attack", "minimum_norm_search"]
 
 DEFAULT_BUDGETS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 64, 80, 100)
 """Default grid of L0 budgets in pixels: every value up to 6, then about 25% apart (MNIST/CIFAR scale)."""
-
-
-def is_adversarial(logits: Tensor, labels: Tensor, *, targeted: bool) -> Tensor:
-    """Boolean ``(B,)``: misclassified (untargeted) or classified as ``labels`` (targeted).
-
-    Strict: a tie between the top logits does not count as success.
-    """
-    return logit_margin(logits, labels, targeted=targeted) > 0
 
 
 @torch.no_grad()

@@ -7,7 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from attacks.checks import check_int, check_real
 from attacks.losses import logit_margin
+from attacks.success import per_sample
 
 __all__ = ["cw_l0"]
 
@@ -110,16 +112,14 @@ def cw_l0(
     perturbation is ``g(w) - g(w_0)`` so that unchanged values are exact, and
     the straight-through clip.
     """
-    for name, value, low in (("learning_rate", learning_rate, 0.0), ("initial_const", initial_const, 0.0),
-                             ("max_const", max_const, initial_const), ("const_factor", const_factor, 1.0),
-                             ("confidence", confidence, 0.0)):
-        if not value >= low:
-            raise ValueError(f"{name}: {value!r} is below the allowed minimum {low!r}")
-    for name, value in (("steps", steps), ("max_rounds", max_rounds)):
-        if value < 1:
-            raise ValueError(f"{name}: {value!r} must be at least 1")
-    if not 0.0 < shrink < 1.0:
-        raise ValueError(f"shrink: {shrink!r} must lie in (0, 1)")
+    check_real("learning_rate", learning_rate, low=0.0)
+    check_real("initial_const", initial_const, low=0.0)
+    check_real("max_const", max_const, low=initial_const)
+    check_real("const_factor", const_factor, low=1.0)
+    check_real("confidence", confidence, low=0.0)
+    check_int("steps", steps, 1)
+    check_int("max_rounds", max_rounds, 1)
+    check_real("shrink", shrink, low=0.0, high=1.0, low_open=True, high_open=True)
 
     x0 = inputs.detach()
     batch, device = x0.shape[0], x0.device
@@ -149,7 +149,7 @@ def cw_l0(
             model, x_start, y, targeted, w[index], w0[index], allowed[index], const[index],
             steps, learning_rate, confidence,
         )
-        s = _expand(success, x_start)
+        s = per_sample(success, x_start)
 
         # Successes: remember, score the changed pixels, fix the least important.
         scores = _pixel_scores(model, x_start, adversarial, y, targeted)
@@ -171,9 +171,9 @@ def cw_l0(
         back_off &= ~stop
         halved = torch.clamp(last_removed[index] // 2, min=1)
         retried = _fix_lowest(best_changed[index], best_scores[index], halved)
-        b = _expand(back_off, x_start)
+        b = per_sample(back_off, x_start)
 
-        new_allowed = torch.where(_expand(success, x_start), shrunk, torch.where(b, retried, allowed[index]))
+        new_allowed = torch.where(per_sample(success, x_start), shrunk, torch.where(b, retried, allowed[index]))
         new_w = torch.where(s, w_end, torch.where(b, best_w[index], w_end))
         allowed[index] = new_allowed
         w[index] = torch.where(new_allowed, new_w, w0[index])  # fixed pixels back to the input
@@ -183,10 +183,6 @@ def cw_l0(
         # Nothing left to change: the next round could only fail.
         done[index] = stop | (success & ~shrunk.flatten(1).any(1))
     return best
-
-
-def _expand(mask: Tensor, like: Tensor) -> Tensor:
-    return mask.view(-1, *[1] * (like.dim() - 1))
 
 
 def _success_threshold(logits: Tensor) -> Tensor:
@@ -213,7 +209,7 @@ def _l2_attack(
             margin = logit_margin(logits, labels, targeted=targeted)
             threshold = _success_threshold(logits)
             hit = margin.detach() > threshold
-            last = torch.where(_expand(hit, x0), x.detach(), last)
+            last = torch.where(per_sample(hit, x0), x.detach(), last)
             success |= hit
             distance = (x - x0).flatten(1).pow(2).sum(1)
             loss = distance + const * (threshold - margin).clamp_min(-confidence)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from attacks.checks import check_int, check_real
 from attacks.losses import logit_margin
-from attacks.norms import l0_elements
+from attacks.projections import project_l0_elements
+from attacks.schedules import cosine_annealing
+from attacks.success import SparsestSuccess, is_adversarial_argmax, per_sample
 
 __all__ = ["fmn_l0"]
 
@@ -88,25 +89,18 @@ def fmn_l0(
         found, or the clean input where none was found; same shape as
         ``inputs``, in [0, 1].
     """
-    if steps < 1:
-        raise ValueError(f"steps: {steps!r} is not allowed; expected an integer >= 1")
-    if alpha_init <= 0:
-        raise ValueError(f"alpha_init: {alpha_init!r} is not allowed; expected > 0")
-    if not 0 <= gamma_final <= gamma_init < 1:
-        raise ValueError(
-            f"gamma_init, gamma_final: ({gamma_init!r}, {gamma_final!r}) are not allowed; "
-            "expected 0 <= gamma_final <= gamma_init < 1"
-        )
+    check_int("steps", steps, 1)
+    check_real("alpha_init", alpha_init, low=0, low_open=True)
+    check_real("gamma_init", gamma_init, low=0, high=1, high_open=True)
+    check_real("gamma_final", gamma_final, low=0, high=gamma_init)
     alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
     batch = inputs.shape[0]
     numel = inputs[0].numel()
-    view = (batch,) + (1,) * (inputs.dim() - 1)
     inputs = inputs.detach()
 
     delta = torch.zeros_like(inputs)
     eps = torch.zeros(batch, device=inputs.device, dtype=torch.float32)  # integers, exact up to 2**24
-    best_l0 = torch.full((batch,), numel + 1, device=inputs.device, dtype=torch.long)
-    best = inputs.clone()
+    best = SparsestSuccess(inputs)
 
     for k in range(steps + 1):
         adversarial = (inputs + delta).clamp(0, 1)
@@ -114,36 +108,23 @@ def fmn_l0(
         with torch.set_grad_enabled(not final):
             adversarial.requires_grad_(not final)
             logits = model(adversarial)
-            prediction = logits.argmax(1)
-            success = prediction == labels if targeted else prediction != labels
-            l0 = l0_elements(inputs, adversarial.detach())
-            better = success & (l0 < best_l0)
-            best_l0 = torch.where(better, l0, best_l0)
-            best = torch.where(better.view(view), adversarial.detach(), best)
+            success = is_adversarial_argmax(logits, labels, targeted=targeted)
+            best.update(inputs, adversarial.detach(), success)
             if final:
                 break
             margin = logit_margin(logits, labels, targeted=targeted)
             (grad,) = torch.autograd.grad(margin.sum(), adversarial)
 
         with torch.no_grad():
-            cosine = (1 + math.cos(math.pi * k / steps)) / 2
-            alpha = alpha_final + (alpha_init - alpha_final) * cosine
-            gamma = gamma_final + (gamma_init - gamma_final) * cosine
-            shrunk = torch.minimum(torch.minimum(eps - 1, torch.floor(eps * (1 - gamma))), best_l0.to(eps.dtype))
+            alpha = cosine_annealing(alpha_init, alpha_final, k, steps)
+            gamma = cosine_annealing(gamma_init, gamma_final, k, steps)
+            shrunk = torch.minimum(torch.minimum(eps - 1, torch.floor(eps * (1 - gamma))), best.l0.to(eps.dtype))
             grown = torch.maximum(eps + 1, torch.floor(eps * (1 + gamma)))
             eps = torch.where(success, shrunk, grown).clamp(0, numel)
 
             grad_norm = grad.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)
-            delta = delta + alpha * grad / grad_norm.view(view)
-            delta = _project_l0(delta, eps)
+            delta = delta + alpha * grad / per_sample(grad_norm, inputs)
+            delta = project_l0_elements(delta, eps)
             delta = (inputs + delta).clamp(0, 1) - inputs
-    return best
+    return best.example
 
-
-def _project_l0(delta: Tensor, eps: Tensor) -> Tensor:
-    """Keep, per sample, the ``eps`` entries of largest magnitude (ties by position)."""
-    flat = delta.flatten(1)
-    order = flat.abs().sort(dim=1, descending=True, stable=True).indices
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
-    keep = rank < eps.to(rank.dtype).unsqueeze(1)
-    return (flat * keep).view_as(delta)

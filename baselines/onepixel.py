@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attacks.checks import check_int
+from attacks.success import is_adversarial_argmax
+
 __all__ = ["onepixel"]
 
 
@@ -78,12 +81,10 @@ def onepixel(
     result depends on the seed and its batch position, not on its
     batch-mates' images.
     """
-    if pixels < 1 or population < 4 or generations < 0 or inference_batch < 1:
-        raise ValueError(
-            f"pixels={pixels!r}, population={population!r}, generations={generations!r}, "
-            f"inference_batch={inference_batch!r}: need pixels >= 1, population >= 4, "
-            "generations >= 0, inference_batch >= 1"
-        )
+    check_int("pixels", pixels, 1)
+    check_int("population", population, 4)
+    check_int("generations", generations, 0)
+    check_int("inference_batch", inference_batch, 1)
     x0 = inputs.detach()
     batch, channels, height, width = x0.shape
     device = x0.device
@@ -98,9 +99,8 @@ def onepixel(
             logits = model(_apply(x0[part], chunk).flatten(0, 1)).view(part.numel(), population, -1)
             y = labels[part][:, None]
             log_p = F.log_softmax(logits.float(), -1).gather(2, y[..., None].expand(-1, population, 1)).squeeze(2)
-            prediction = logits.argmax(-1)
             fitness.append(-log_p if targeted else log_p)  # lower is better
-            hit.append(prediction == y if targeted else prediction != y)
+            hit.append(is_adversarial_argmax(logits, y, targeted=targeted))
         return torch.cat(fitness), torch.cat(hit)
 
     result = x0.clone()

@@ -10,35 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.losses import adversarial_cross_entropy
-from attacks.search import is_adversarial, minimum_norm_attack
-from baselines._common import check_inputs, check_int
+from attacks.checks import check_inputs, check_int, check_real
+from attacks.projections import project_l0_box
+from attacks.search import minimum_norm_attack
+from attacks.success import is_adversarial, success_and_gradient
 
-__all__ = ["pgd_l0", "pgd_l0_min", "project_l0_box"]
-
-
-def project_l0_box(delta: Tensor, inputs: Tensor, k: int) -> Tensor:
-    """Euclidean projection of ``delta`` onto {at most k changed pixels} ∩ {inputs + delta in [0, 1]}.
-
-    For each pixel i, keeping it costs ``dist(delta_i, box_i)^2`` (its
-    channels clipped to ``[-inputs, 1 - inputs]``) and dropping it (setting
-    it to 0, which is in the box) costs ``||delta_i||^2``; the projection
-    keeps the k pixels with the largest gain ``||delta_i||^2 - dist^2``,
-    clipped, and zeroes the rest (Croce & Hein's projection for L0 + box).
-
-    Parameters
-    ----------
-    delta : Tensor
-        Perturbations ``(B, C, H, W)``.
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1], defining the box.
-    k : int
-        Pixels to keep, ``1 <= k <= H * W``.
-    """
-    clipped = torch.minimum(torch.maximum(delta, -inputs), 1 - inputs)
-    gain = (delta.square() - (delta - clipped).square()).sum(1).flatten(1)  # (B, H*W)
-    keep = torch.zeros_like(gain, dtype=torch.bool).scatter_(1, gain.topk(k, dim=1).indices, True)
-    return clipped * keep.view(delta.shape[0], 1, *delta.shape[2:])
+__all__ = ["pgd_l0", "pgd_l0_min"]
 
 
 def pgd_l0(
@@ -61,7 +38,7 @@ def pgd_l0(
     Each step ascends the cross-entropy of the true class (descends that of
     the target when targeted) along the gradient divided by its L1 norm,
     ``delta <- P(delta + step_size * g / ||g||_1)``, where P is
-    :func:`project_l0_box`. The start is a uniform random image projected
+    :func:`attacks.projections.project_l0_box`. The start is a uniform random image projected
     onto the set (or the clean image if ``random_start`` is off). Each
     iterate is checked; a sample stops once an iterate succeeds and later
     restarts attack only the samples not yet fooled.
@@ -116,8 +93,7 @@ def pgd_l0(
     check_int("k", k, 1, n_pixels)
     check_int("steps", steps, 1)
     check_int("restarts", restarts, 1)
-    if not step_size > 0:
-        raise ValueError(f"step_size: {step_size!r} is not positive")
+    check_real("step_size", step_size, low=0, low_open=True)
 
     inputs = inputs.detach()
     result = inputs.clone()
@@ -133,16 +109,12 @@ def pgd_l0(
         else:
             delta = torch.zeros_like(clean)
         for step in range(steps + 1):
-            adversarial = (clean + delta).clamp_(0, 1).requires_grad_(step < steps)
-            with torch.set_grad_enabled(step < steps):
-                logits = model(adversarial)
-            success = is_adversarial(logits.detach(), target, targeted=targeted)
+            adversarial = (clean + delta).clamp_(0, 1)
+            success, grad = success_and_gradient(model, adversarial, target, targeted=targeted, gradient=step < steps)
             result[idx] = torch.where(success[:, None, None, None], adversarial.detach(), result[idx])
             solved[idx] = success
             if step == steps:
                 break
-            loss = adversarial_cross_entropy(logits, target, targeted=targeted).sum()
-            (grad,) = torch.autograd.grad(loss, adversarial)
             with torch.no_grad():
                 keep = torch.nonzero(~success).squeeze(1)  # one synchronisation per step
                 if keep.numel() == 0:

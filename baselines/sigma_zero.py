@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from attacks.checks import check_int, check_real
 from attacks.losses import logit_margin
-from attacks.norms import l0_elements
+from attacks.schedules import cosine_annealing
+from attacks.success import SparsestSuccess, is_adversarial_argmax, per_sample
 
 __all__ = ["sigma_zero"]
 
@@ -88,27 +88,21 @@ def sigma_zero(
         found, or the clean input where none was found; same shape as
         ``inputs``, in [0, 1].
     """
-    if steps < 1:
-        raise ValueError(f"steps: {steps!r} is not allowed; expected an integer >= 1")
-    for name, value in (("lr", lr), ("sigma", sigma)):
-        if value <= 0:
-            raise ValueError(f"{name}: {value!r} is not allowed; expected > 0")
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"threshold: {threshold!r} is not allowed; expected a value in [0, 1]")
-    if threshold_factor < 0:
-        raise ValueError(f"threshold_factor: {threshold_factor!r} is not allowed; expected >= 0")
+    check_int("steps", steps, 1)
+    check_real("lr", lr, low=0, low_open=True)
+    check_real("sigma", sigma, low=0, low_open=True)
+    check_real("threshold", threshold, low=0, high=1)
+    check_real("threshold_factor", threshold_factor, low=0)
     beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
     batch = inputs.shape[0]
     numel = inputs[0].numel()
-    view = (batch,) + (1,) * (inputs.dim() - 1)
     inputs = inputs.detach()
 
     delta = torch.zeros_like(inputs)
     first_moment = torch.zeros_like(inputs)
     second_moment = torch.zeros_like(inputs)
     tau = torch.full((batch,), threshold, device=inputs.device, dtype=inputs.dtype)
-    best_l0 = torch.full((batch,), numel + 1, device=inputs.device, dtype=torch.long)
-    best = inputs.clone()
+    best = SparsestSuccess(inputs)
 
     for i in range(steps + 1):
         final = i == steps
@@ -116,12 +110,8 @@ def sigma_zero(
             delta.requires_grad_(not final)
             adversarial = (inputs + delta).clamp(0, 1)
             logits = model(adversarial)
-            prediction = logits.argmax(1)
-            success = prediction == labels if targeted else prediction != labels
-            l0 = l0_elements(inputs, adversarial.detach())
-            better = success & (l0 < best_l0)
-            best_l0 = torch.where(better, l0, best_l0)
-            best = torch.where(better.view(view), adversarial.detach(), best)
+            success = is_adversarial_argmax(logits, labels, targeted=targeted)
+            best.update(inputs, adversarial.detach(), success)
             if final:
                 break
             square = delta.square()
@@ -131,8 +121,8 @@ def sigma_zero(
 
         with torch.no_grad():
             delta = delta.detach()
-            grad = grad / grad.flatten(1).abs().amax(1).clamp_min(1e-12).view(view)
-            eta = _cosine(lr, i, steps)
+            grad = grad / per_sample(grad.flatten(1).abs().amax(1).clamp_min(1e-12), inputs)
+            eta = cosine_annealing(lr, lr / 10, i, steps)
             first_moment.mul_(beta1).add_(grad, alpha=1 - beta1)
             second_moment.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             corrected_first = first_moment / (1 - beta1 ** (i + 1))
@@ -140,13 +130,8 @@ def sigma_zero(
             delta = delta - eta * corrected_first / (corrected_second.sqrt() + adam_eps)
             delta = (inputs + delta).clamp(0, 1) - inputs
 
-            next_eta = _cosine(lr, i + 1, steps)
+            next_eta = cosine_annealing(lr, lr / 10, i + 1, steps)
             step = threshold_factor * next_eta
             tau = (tau + torch.where(success, step, -step)).clamp(0, 1)
-            delta = torch.where(delta.abs() < tau.view(view), torch.zeros_like(delta), delta)
-    return best
-
-
-def _cosine(lr: float, i: int, steps: int) -> float:
-    """Cosine annealing from ``lr`` (step 0) to ``lr / 10`` (step ``steps``)."""
-    return lr / 10 + (lr - lr / 10) * (1 + math.cos(math.pi * i / steps)) / 2
+            delta = torch.where(delta.abs() < per_sample(tau, inputs), torch.zeros_like(delta), delta)
+    return best.example

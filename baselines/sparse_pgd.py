@@ -15,20 +15,14 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attacks.losses import adversarial_cross_entropy
-from attacks.search import is_adversarial, minimum_norm_attack
-from baselines._common import check_inputs, check_int
+from attacks.checks import check_choice, check_inputs, check_int, check_real
+from attacks.projections import top_k_mask
+from attacks.search import minimum_norm_attack
+from attacks.success import is_adversarial, success_and_gradient
 
 __all__ = ["sparse_pgd", "sparse_pgd_min"]
 
 GRADIENTS = ("unprojected", "projected")
-
-
-def _binary_mask(relaxed: Tensor, k: int) -> Tensor:
-    """The projection onto S_m: 1 at the k largest entries of ``relaxed`` ``(A, 1, H, W)``, 0 elsewhere."""
-    flat = relaxed.flatten(1)
-    mask = torch.zeros_like(flat).scatter_(1, flat.topk(k, dim=1).indices, 1.0)
-    return mask.view_as(relaxed)
 
 
 def sparse_pgd(
@@ -122,11 +116,9 @@ def sparse_pgd(
     check_int("k", k, 1, n_pixels)
     check_int("steps", steps, 1)
     check_int("patience", patience, 1)
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient: {gradient!r} is not one of {', '.join(GRADIENTS)}")
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if not value > 0:
-            raise ValueError(f"{name}: {value!r} is not positive")
+    check_choice("gradient", gradient, GRADIENTS)
+    check_real("alpha", alpha, low=0, low_open=True)
+    check_real("beta", beta, low=0, low_open=True)
     mask_step = beta * math.sqrt(n_pixels)
 
     inputs = inputs.detach()
@@ -143,16 +135,13 @@ def sparse_pgd(
 
     for step in range(steps + 1):
         soft = torch.sigmoid(relaxed)
-        mask = _binary_mask(relaxed, k)  # the top k of sigmoid(m_tilde), without its float ties
-        adversarial = (clean + magnitude * mask).clamp_(0, 1).requires_grad_(step < steps)
-        with torch.set_grad_enabled(step < steps):
-            logits = model(adversarial)
-        success = is_adversarial(logits.detach(), target, targeted=targeted)
+        # The projection onto S_m: 1 at the top k of sigmoid(m_tilde), without its float ties.
+        mask = top_k_mask(relaxed, k).to(relaxed.dtype)
+        adversarial = (clean + magnitude * mask).clamp_(0, 1)
+        success, grad = success_and_gradient(model, adversarial, target, targeted=targeted, gradient=step < steps)
         result[idx] = torch.where(success[:, None, None, None], adversarial.detach(), result[idx])
         if step == steps:
             break
-        loss = adversarial_cross_entropy(logits, target, targeted=targeted).sum()
-        (grad,) = torch.autograd.grad(loss, adversarial)
         with torch.no_grad():
             keep = torch.nonzero(~success).squeeze(1)  # one synchronisation per step
             if keep.numel() == 0:
@@ -166,7 +155,7 @@ def sparse_pgd(
             norm = grad_m.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
             relaxed = relaxed + mask_step * grad_m / norm.clamp_min(1e-12) * (norm > 1e-10)
             magnitude = torch.minimum(torch.maximum(magnitude + alpha * grad_p.sign(), -clean), 1 - clean)
-            same = (_binary_mask(relaxed, k) == mask).flatten(1).all(1)
+            same = (top_k_mask(relaxed, k) == mask.bool()).flatten(1).all(1)
             unchanged = torch.where(same, unchanged + 1, torch.zeros_like(unchanged))
             redraw = (unchanged >= patience).view(-1, 1, 1, 1)
             relaxed = torch.where(redraw, torch.randn_like(relaxed), relaxed)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from attacks.checks import check_inputs, check_int, check_real
 from attacks.losses import adversarial_cross_entropy, logit_margin
-from attacks.search import is_adversarial, minimum_norm_attack
-from baselines._common import check_inputs, check_int
+from attacks.search import minimum_norm_attack
+from attacks.success import is_adversarial
 
 __all__ = ["resample_schedule", "sparse_rs", "sparse_rs_min"]
 
@@ -141,8 +142,7 @@ def sparse_rs(
     check_int("n_queries", n_queries, 1)
     if alpha_init is None:
         alpha_init = 0.1 if targeted else 0.3
-    if not 0 < alpha_init <= 1:
-        raise ValueError(f"alpha_init: {alpha_init!r} is not in (0, 1]")
+    check_real("alpha_init", alpha_init, low=0, high=1, low_open=True)
     if channels > 30:
         raise ValueError(f"inputs: {channels} channels; Sparse-RS draws corners of [0, 1]^C for C <= 30")
 

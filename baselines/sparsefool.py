@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from attacks.checks import check_int, check_real
+from attacks.success import is_adversarial_argmax, per_sample
+
 __all__ = ["sparsefool"]
 
 
@@ -94,11 +97,12 @@ def sparsefool(
     """
     if targeted:
         raise ValueError("targeted: sparsefool is untargeted only (Modas et al.); got True")
-    for name, value, low in (("lam", lam, 1.0), ("max_iter", max_iter, 0), ("overshoot", overshoot, 0.0),
-                             ("deepfool_steps", deepfool_steps, 1), ("deepfool_overshoot", deepfool_overshoot, 0.0),
-                             ("candidates", candidates, 2)):
-        if value < low:
-            raise ValueError(f"{name}: {value!r} is below the allowed minimum {low}")
+    check_real("lam", lam, low=1.0)
+    check_int("max_iter", max_iter, 0)
+    check_real("overshoot", overshoot, low=0.0)
+    check_int("deepfool_steps", deepfool_steps, 1)
+    check_real("deepfool_overshoot", deepfool_overshoot, low=0.0)
+    check_int("candidates", candidates, 2)
 
     x0 = inputs.detach()
     with torch.no_grad():
@@ -110,7 +114,7 @@ def sparsefool(
 
     adversarial = x0.clone()
     x_i = x0.clone()
-    active = logits0.argmax(1) == labels
+    active = ~is_adversarial_argmax(logits0, labels, targeted=False)
     for _ in range(max_iter):
         index = active.nonzero().squeeze(1)  # one host sync per outer iteration
         if index.numel() == 0:
@@ -122,15 +126,11 @@ def sparsefool(
         x_next = _linear_solver(start, normal, boundary)
         candidate = (x0[index] + (1 + overshoot) * (x_next - x0[index])).clamp_(0, 1)
         with torch.no_grad():
-            fooled = model(candidate).argmax(1) != y
+            fooled = is_adversarial_argmax(model(candidate), y, targeted=False)
         x_i[index] = x_next
-        adversarial[index] = torch.where(_expand(fooled, candidate), candidate, adversarial[index])
+        adversarial[index] = torch.where(per_sample(fooled, candidate), candidate, adversarial[index])
         active[index] = ~fooled
     return adversarial
-
-
-def _expand(mask: Tensor, like: Tensor) -> Tensor:
-    return mask.view(-1, *[1] * (like.dim() - 1))
 
 
 def _class_gradients(model: nn.Module, x: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:

@@ -7,6 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from attacks.checks import check_int
+from attacks.success import is_adversarial_argmax
+
 __all__ = ["vfga"]
 
 # The host checks that drop finished samples and stop the loop run at iterations 1, 2, 4, 8
@@ -93,10 +96,9 @@ def vfga(
         Per sample, the first adversarial example found, or the clean input
         where none was found; same shape as ``inputs``, in [0, 1].
     """
-    if n_samples < 1:
-        raise ValueError(f"n_samples: {n_samples!r} is not allowed; expected an integer >= 1")
-    if max_iter is not None and max_iter < 1:
-        raise ValueError(f"max_iter: {max_iter!r} is not allowed; expected None or an integer >= 1")
+    check_int("n_samples", n_samples, 1)
+    if max_iter is not None:
+        check_int("max_iter", max_iter, 1)
     shape = inputs.shape[1:]
     numel = inputs[0].numel()
     budget = numel if max_iter is None else min(max_iter, numel)
@@ -124,7 +126,7 @@ def vfga(
 
         current = x.detach().view(-1, *shape).requires_grad_(True)
         probabilities = model(current).softmax(1)
-        success_now = probabilities.argmax(1) == targets if targeted else probabilities.argmax(1) != targets
+        success_now = is_adversarial_argmax(probabilities, targets, targeted=targeted)
         (grad,) = torch.autograd.grad(probabilities.gather(1, targets[:, None]).sum(), current)
         with torch.no_grad():
             # A sample that already succeeds (only possible for the clean input) is kept as it is.
@@ -148,8 +150,7 @@ def vfga(
             candidates.scatter_(2, positions[:, :, None], new_values[:, :, None])
 
             candidate_probabilities = model(candidates.view(-1, *shape)).softmax(1).view(x.shape[0], 2 * n_samples, -1)
-            candidate_prediction = candidate_probabilities.argmax(2)
-            hits = candidate_prediction == targets[:, None] if targeted else candidate_prediction != targets[:, None]
+            hits = is_adversarial_argmax(candidate_probabilities, targets[:, None], targeted=targeted)
             own = candidate_probabilities.gather(2, targets[:, None, None].expand(-1, 2 * n_samples, 1)).squeeze(2)
             choice = (sign * own + 2 * hits).argmax(1)  # successes first, then the vote on p
 

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from attacks.norms import l0_pixels
+from attacks.projections import project_l0_box
 from attacks.search import minimum_norm_attack, minimum_norm_search
-from baselines.pgd_l0 import pgd_l0, pgd_l0_min, project_l0_box
+from baselines.pgd_l0 import pgd_l0, pgd_l0_min
 from baselines.sparse_pgd import sparse_pgd, sparse_pgd_min
 from baselines.sparse_rs import _random_corners, resample_schedule, sparse_rs, sparse_rs_min
 from bench.counting import CountingModel
