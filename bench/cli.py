@@ -15,18 +15,28 @@ DEFAULT_OUT = Path("results")
 
 
 def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, Path]:
-    from reports.tables import format_table, summarize, write_tables
+    from reports.tables import format_table, order_like_config, proposed_versus_best, summarize, write_tables
 
     run = store.get_run(run_id)
     if run is None:
         raise ValueError(f"--run: {run_id!r} is not in {store.path}; runs: {', '.join(store.runs()['run_id']) or 'none'}")
     config = run["config"]
     summary = summarize(store.samples(run_id), budgets=config["budgets"], budget_unit=config["budget_unit"])
+    summary = order_like_config(summary, config)
     caption = (f"SparseBench run {run_id} (seed {run['seed']}, {run['hardware']['device']}, "
                f"commit {run['git_commit']}); L0 over successful samples; fr@k: budget in {config['budget_unit']}")
     paths = write_tables(summary, out / run_id, caption=caption)
+    comparison = proposed_versus_best(summary)
+    if not comparison.empty:
+        paths.update({f"comparison.{k}": v for k, v in write_tables(
+            comparison, out / run_id, stem="comparison",
+            caption=f"The proposed attack (lin2025) beside the best other attack of run {run_id}: "
+                    "ranked by fooling rate, then median L0 (pixels)").items()})
     if not quiet:
         print(format_table(summary).to_markdown(index=False))
+        if not comparison.empty:
+            print("\nThe proposed attack beside the best other attack (fooling rate, then median L0 in pixels):")
+            print(format_table(comparison).to_markdown(index=False))
         print(f"\ntables: {', '.join(str(p) for p in paths.values())}")
     return paths
 

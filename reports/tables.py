@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize", "write_tables", "format_table"]
+__all__ = ["format_table", "order_like_config", "proposed_versus_best", "summarize", "write_tables"]
 
 KEY = ["dataset", "model", "attack", "mode"]
 
@@ -89,3 +89,43 @@ def write_tables(summary: pd.DataFrame, directory: str | Path, stem: str = "summ
     paths["tex"].write_text(latex)
     summary.to_csv(paths["csv"], index=False)
     return paths
+
+
+def order_like_config(summary: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Rows in the config's order: dataset, model, attack, then untargeted before targeted."""
+    order = {
+        "dataset": [d["name"] for d in config["datasets"]],
+        "model": [m for d in config["datasets"] for m in d["models"]],
+        "attack": [a["label"] for a in config["attacks"]],
+        "mode": ["untargeted", "targeted"],
+    }
+    ranks = pd.DataFrame({k: summary[k].map({v: i for i, v in enumerate(dict.fromkeys(vs))}) for k, vs in order.items()})
+    return summary.iloc[ranks.sort_values(KEY, kind="stable").index].reset_index(drop=True)
+
+
+def proposed_versus_best(summary: pd.DataFrame, proposed: str = "lin2025") -> pd.DataFrame:
+    """Per dataset x model x mode, the proposed attack beside the best other attack.
+
+    "Best" ranks by fooling rate, then by median L0 in pixels (lower is
+    better); ``verdict`` says plainly whether the proposed attack wins, ties
+    or loses on that ranking. Empty when the proposed attack was not run.
+    """
+    rows = []
+    for (dataset, model, mode), group in summary.groupby(["dataset", "model", "mode"], sort=False):
+        mine = group[group["attack"] == proposed]
+        others = group[group["attack"] != proposed]
+        if mine.empty or others.empty:
+            continue
+        mine = mine.iloc[0]
+        ranked = others.assign(_l0=others["median_l0_pixels"].fillna(float("inf")))
+        best = ranked.sort_values(["fooling_rate", "_l0"], ascending=[False, True], kind="stable").iloc[0]
+        key_mine = (mine["fooling_rate"], -(mine["median_l0_pixels"] if pd.notna(mine["median_l0_pixels"]) else float("inf")))
+        key_best = (best["fooling_rate"], -best["_l0"])
+        verdict = "wins" if key_mine > key_best else "ties" if key_mine == key_best else f"loses to {best['attack']}"
+        rows.append({
+            "dataset": dataset, "model": model, "mode": mode,
+            f"{proposed} fooling_rate": mine["fooling_rate"], f"{proposed} median_l0_pixels": mine["median_l0_pixels"],
+            "best other attack": best["attack"], "its fooling_rate": best["fooling_rate"],
+            "its median_l0_pixels": best["median_l0_pixels"], "verdict": verdict,
+        })
+    return pd.DataFrame(rows)

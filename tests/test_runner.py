@@ -201,3 +201,21 @@ def test_resume_after_interruption_loses_and_duplicates_nothing(tmp_path, how, r
         examples_a = sorted((k, s, f, i, v) for k, s, f, _, i, v in a.examples(a.latest_run_id()))
         examples_b = sorted((k, s, f, i, v) for k, s, f, _, i, v in b.examples(b.latest_run_id()))
         assert examples_a == examples_b
+
+
+def test_proposed_versus_best_says_when_it_loses():
+    from reports.tables import order_like_config, proposed_versus_best
+
+    summary = pd.DataFrame([
+        {"dataset": "d", "model": "m", "attack": "lin2025", "mode": "untargeted", "fooling_rate": 90.0, "median_l0_pixels": 5.0},
+        {"dataset": "d", "model": "m", "attack": "fmn-l0", "mode": "untargeted", "fooling_rate": 100.0, "median_l0_pixels": 9.0},
+        {"dataset": "d", "model": "m", "attack": "lin2025", "mode": "targeted", "fooling_rate": 100.0, "median_l0_pixels": 7.0},
+        {"dataset": "d", "model": "m", "attack": "fmn-l0", "mode": "targeted", "fooling_rate": 100.0, "median_l0_pixels": 8.0},
+    ])
+    verdicts = proposed_versus_best(summary).set_index("mode")["verdict"]
+    assert verdicts["untargeted"] == "loses to fmn-l0"  # fooling rate first
+    assert verdicts["targeted"] == "wins"                # then median L0
+    config = {"datasets": [{"name": "d", "models": ["m"]}], "attacks": [{"label": "fmn-l0"}, {"label": "lin2025"}]}
+    ordered = order_like_config(summary, config)
+    assert list(zip(ordered["attack"], ordered["mode"])) == [
+        ("fmn-l0", "untargeted"), ("fmn-l0", "targeted"), ("lin2025", "untargeted"), ("lin2025", "targeted")]
