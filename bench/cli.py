@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Fashion-MNIST benchmark. Running the same config again resumes it: whole "
                                      "batches already stored are kept, nothing is counted twice.")
     run.add_argument("--config", help="TOML config file, or the name of a packaged config "
-                                       "(default, cifar10-robustbench, imagenet-torchvision; "
+                                       "(default, offline-search, cifar10-robustbench, imagenet-torchvision; "
                                        "default: the offline Fashion-MNIST benchmark)")
     store_options(run)
     run.add_argument("--cache-dir", type=Path, default=None,
