@@ -125,6 +125,49 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import torch
+
+    from bench.efficiency import measure_efficiency
+    from bench.models import load_model
+    from bench.provenance import hardware
+    from bench.registry import get_attack, get_entry
+    from bench.runner import resolve_device, select_samples, choose_targets
+    from bench.data import DATASETS, get_batch, load_dataset
+
+    device = resolve_device(args.device)
+    for name in args.attacks:
+        get_entry(name)  # fail before any work on an unknown name
+    model = load_model(args.model, args.dataset, cache_dir=args.cache_dir, device=device)
+    dataset = load_dataset(args.dataset)
+    selection = select_samples(model, dataset, n_samples=args.batch_size, seed=args.seed, device=device)
+    inputs, labels = get_batch(dataset, selection.indices)
+    inputs, labels = inputs.to(device), labels.to(device)
+    targets = choose_targets(selection, how="random", seed=args.seed, num_classes=DATASETS[args.dataset].num_classes)
+    rows = []
+    for name in args.attacks:
+        attack = get_attack(name, dataset=args.dataset)
+        for mode in args.modes:
+            if mode not in attack.entry.modes:
+                continue
+            torch.manual_seed(args.seed)
+            result = measure_efficiency(attack, model, inputs, labels,
+                                        targets=targets.to(device) if mode == "targeted" else None)
+            rows.append(result.as_dict())
+            print(f"{name} {mode}: ratio {result.ratio:.3f}", file=sys.stderr)
+    table = pd.DataFrame(rows)
+    print(f"model {args.model} ({args.dataset}), {len(labels)} correctly classified test images in one batch, "
+          f"{hardware(device)}")
+    print(table.to_markdown(index=False, floatfmt=".4g"))
+    if args.max_ratio is not None:
+        over = table[table["ratio"] > args.max_ratio]
+        if not over.empty:
+            print(f"ratio above {args.max_ratio}: {', '.join(over['attack'] + '/' + over['mode'])}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from bench.store import ResultsStore
 
@@ -174,6 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
     store_options(report)
     report.add_argument("--run", help="run id (default: the latest run)")
     report.set_defaults(func=cmd_report)
+
+    bench = sub.add_parser(
+        "bench", help="time attacks against the cost of the passes they make",
+        description="Run each attack once on one batch of correctly classified test images and compare its "
+                    "seconds per sample with (forward - backward) x bare forward + backward x bare "
+                    "forward+backward time per sample of the same model, batch and device (ratio 1.0 is the "
+                    "limit). See bench/efficiency.py.")
+    bench.add_argument("attacks", nargs="+", help="registry names")
+    bench.add_argument("--model", default="smallcnn-standard", help="default: smallcnn-standard")
+    bench.add_argument("--dataset", default="fashion-mnist", help="default: fashion-mnist")
+    bench.add_argument("--batch-size", type=int, default=256, help="default: 256")
+    bench.add_argument("--modes", nargs="+", default=["untargeted", "targeted"], choices=["untargeted", "targeted"])
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: as for run)")
+    bench.add_argument("--max-ratio", type=float, default=None,
+                       help="exit 1 if an attack's ratio exceeds this (e.g. 1.15)")
+    bench.set_defaults(func=cmd_bench)
 
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"default: {DEFAULT_STORE}")

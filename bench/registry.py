@@ -223,6 +223,17 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             defaults={"*": {}},
         ),
         AttackEntry(
+            name="lin2025-improved",
+            function="attacks.lin2025_improved:lin2025_improved",
+            kind="minimum-norm",
+            norm="l0",
+            source="native",
+            modes=MODES,
+            threat="white-box",
+            citation=_LIN2025_CITE + "; modified (no Omega, eps 1, adaptive lam), not the paper's method",
+            defaults={"*": {}},
+        ),
+        AttackEntry(
             name="fmn-l0",
             function="baselines.fmn_l0:fmn_l0",
             kind="minimum-norm",

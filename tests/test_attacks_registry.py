@@ -19,6 +19,7 @@ FAST = {
     "torchattacks/pixle": {"restarts": 5, "max_iterations": 5},
     "lin2025": {"steps": 20},
     "lin2025-code": {"steps": 20},
+    "lin2025-improved": {"steps": 20},
     "fmn-l0": {"steps": 200},
     "sigma-zero": {"steps": 100},
     "vfga": {"max_iter": 100},
@@ -39,6 +40,7 @@ FAST = {
 # output cannot move Fashion-MNIST's many pixels at exactly 0). lin2025-code: 0, its
 # sparse iterates never succeed on this model (only its dense fallback does, untargeted).
 MIN_SUCCESS = {"i-fgsm": 0.75, "torchattacks/sparsefool": 0.75, "torchattacks/jsma": 0.5, "lin2025": 0.25,
+    "lin2025-improved": 0.75,
     "fmn-l0": 0.75, "sigma-zero": 0.75, "vfga": 0.75,
     "sparse-rs": 0.375, "sparse-rs-min": 0.75, "pgd-l0": 0.75, "pgd-l0-min": 0.75, "sparse-pgd": 0.75,
     "sparse-pgd-min": 0.75,

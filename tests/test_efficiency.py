@@ -1,0 +1,40 @@
+"""The efficiency figures: counted passes against the bare model's pass times."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.data import get_batch
+from bench.efficiency import bare_pass_seconds, measure_efficiency
+from bench.registry import get_attack
+
+
+def test_efficiency_counts_and_formula(tiny_model, fashion_test):
+    images, labels = get_batch(fashion_test, list(range(32)))
+    attack = get_attack("i-fgsm", eps=0.1, alpha=0.01, steps=7)
+    result = measure_efficiency(attack, tiny_model, images, labels, warmup=4, repeats=2)
+    assert (result.forward_per_sample, result.backward_per_sample) == (7, 7)
+    assert result.attack == "i-fgsm" and result.mode == "untargeted" and result.batch_size == 32
+    # expected = (F - B) t_f + B t_fb; here F = B, so only gradient steps count.
+    assert result.expected_seconds_per_sample == pytest.approx(7 * result.bare_forward_backward_seconds)
+    assert result.ratio == pytest.approx(result.seconds_per_sample / result.expected_seconds_per_sample)
+    assert 0 < result.bare_forward_seconds and 0 < result.bare_forward_backward_seconds
+
+
+def test_targeted_uses_targets_and_forward_only_checks(tiny_model, fashion_test):
+    images, labels = get_batch(fashion_test, list(range(16)))
+    targets = (labels + 1) % 10
+    result = measure_efficiency(get_attack("lin2025", steps=5), tiny_model, images, labels, targets=targets,
+                                warmup=0, repeats=1)
+    assert result.mode == "targeted"
+    # lin2025 checks its sparse iterate with extra forward passes that have no backward.
+    assert result.forward_per_sample > result.backward_per_sample > 0
+    f, b = result.forward_per_sample, result.backward_per_sample
+    assert result.expected_seconds_per_sample == pytest.approx(
+        (f - b) * result.bare_forward_seconds + b * result.bare_forward_backward_seconds)
+
+
+def test_bare_pass_seconds_positive(tiny_model, fashion_test):
+    images, labels = get_batch(fashion_test, list(range(8)))
+    t_forward, t_forward_backward = bare_pass_seconds(tiny_model, images, labels, repeats=2)
+    assert t_forward > 0 and t_forward_backward > 0
