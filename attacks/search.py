@@ -22,7 +22,6 @@ assumption with the opposite bias, it stops at the first success.
 
 from __future__ import annotations
 
-import bisect
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -100,6 +99,7 @@ def minimum_norm_search(
     high = torch.full((batch,), len(grid), dtype=torch.long)  # len(grid): nothing found yet
     best = inputs.detach().clone()
     best_l0 = torch.full((batch,), torch.iinfo(torch.long).max, dtype=torch.long)
+    grid_tensor = torch.tensor(grid, dtype=torch.long)
     while bool((low < high).any()):
         middle = (low + high) // 2
         open_ = low < high
@@ -115,14 +115,12 @@ def minimum_norm_search(
             if bool(better.any()):
                 best[on_device[better.to(inputs.device)]] = adversarial[better.to(inputs.device)].detach()
                 best_l0[members[better]] = changed[better]
-            for position, sample in enumerate(members.tolist()):
-                if success[position]:
-                    # The example changed only `changed` pixels: the answer is at most there.
-                    top = min(index, bisect.bisect_left(grid, int(changed[position])))
-                    high[sample] = top
-                    low[sample] = min(int(low[sample]), top)
-                else:
-                    low[sample] = index + 1
+            # A success that changed only `changed` pixels puts the answer at most there.
+            top = torch.searchsorted(grid_tensor, changed).clamp(max=index)
+            won, lost = members[success], members[~success]
+            high[won] = top[success]
+            low[won] = torch.minimum(low[won], top[success])
+            low[lost] = index + 1
     return best
 
 
