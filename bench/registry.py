@@ -65,6 +65,14 @@ class AttackEntry:
         Hyperparameters per dataset family (``"mnist"``, ``"cifar10"``,
         ``"imagenet"``) over those under ``"*"`` (all datasets); the paper's
         values where it gives them.
+    prepare : str, optional
+        ``"module:function"`` of a one-off step the runner calls before it
+        times the attack on a model, for attacks that learn something first
+        (a generator, a distortion map):
+        ``prepare(model, *, targeted, cache_dir, progress, **hyperparameters)``.
+        It trains and caches what the attack needs, so that neither its time
+        nor its passes count as the attack's; the attack itself trains on
+        first use when nothing prepared it (a call outside the runner).
     """
 
     name: str
@@ -76,6 +84,7 @@ class AttackEntry:
     threat: str
     citation: str
     defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    prepare: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice(f"{self.name}.kind", self.kind, KINDS)
@@ -88,8 +97,11 @@ class AttackEntry:
 
     def load(self) -> Callable[..., Tensor]:
         """Import the attack's function."""
-        module, _, attribute = self.function.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return _import(self.function)
+
+    def load_prepare(self) -> Callable[..., None] | None:
+        """Import the attack's one-off preparation, if it has one."""
+        return _import(self.prepare) if self.prepare is not None else None
 
     def parameters(self) -> dict[str, Any]:
         """The attack's hyperparameters and the function's own defaults."""
@@ -108,6 +120,11 @@ class AttackEntry:
             _check_choice("dataset family", dataset_family, FAMILIES)
             values.update(self.defaults.get(dataset_family, {}))
         return values
+
+
+def _import(path: str) -> Callable[..., Any]:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _check_choice(field_name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -368,6 +385,13 @@ class Attack:
             )
         return self._function(model, inputs, labels, targeted=targeted, **self.hyperparameters)
 
+    def prepare(self, model: nn.Module, *, targeted: bool = False, cache_dir: Any = None,
+                progress: bool = False) -> None:
+        """Run the entry's one-off preparation on ``model`` (nothing for most attacks)."""
+        prepare = self.entry.load_prepare()
+        if prepare is not None:
+            prepare(model, targeted=targeted, cache_dir=cache_dir, progress=progress, **self.hyperparameters)
+
     def __repr__(self) -> str:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"Attack({self.entry.name!r}, {arguments})"
@@ -421,7 +445,9 @@ def get_attack(name: str, *, dataset: str | None = None, **overrides: Any) -> At
         Dataset name (``"fashion-mnist"``, ``"cifar10"``, ...) whose family's
         default hyperparameters to use.
     **overrides
-        Hyperparameters that replace the defaults.
+        Hyperparameters that replace the defaults. An attack whose function
+        takes a ``dataset`` keyword (one that trains on the dataset's training
+        split) gets ``dataset`` unless it is overridden.
 
     Returns
     -------
@@ -431,5 +457,7 @@ def get_attack(name: str, *, dataset: str | None = None, **overrides: Any) -> At
     entry = get_entry(name)
     check_overrides(name, overrides)
     hyperparameters = entry.hyperparameters(_family(dataset) if dataset is not None else None)
+    if dataset is not None and "dataset" in hyperparameters:
+        hyperparameters["dataset"] = dataset
     hyperparameters.update(overrides)
     return Attack(entry, hyperparameters)

@@ -185,6 +185,8 @@ def run_benchmark(
                 attack = get_attack(attack_config.name, dataset=dataset_config.name, **attack_config.overrides)
                 for mode in attack_config.modes:
                     key = (dataset_config.name, model_name, attack_config.label, mode)
+                    # Outside the timing and on the bare model: what an attack learns once is not its cost.
+                    attack.prepare(model, targeted=mode == "targeted", cache_dir=cache_dir, progress=progress)
                     targets = (
                         choose_targets(selection, how=config.target_selection, seed=config.seed,
                                        num_classes=info.num_classes)
