@@ -67,10 +67,15 @@ class SparsestSuccess:
         self.example = fallback.clone()
         self.l0 = torch.full((fallback.shape[0],), fallback[0].numel() + 1, dtype=torch.long, device=fallback.device)
 
-    def update(self, inputs: Tensor, candidate: Tensor, success: Tensor) -> Tensor:
+    def update(self, inputs: Tensor, candidate: Tensor, success: Tensor, *, l0: Tensor | None = None) -> Tensor:
         """Keep ``candidate`` where it succeeds with fewer changed elements (``l0_elements``
-        against ``inputs``) than the best so far; returns where it did, boolean ``(B,)``."""
-        l0 = l0_elements(inputs, candidate)
+        against ``inputs``) than the best so far; returns where it did, boolean ``(B,)``.
+
+        ``l0``, when the caller already knows it, must equal
+        ``l0_elements(inputs, candidate)``; it saves that pass over the batch.
+        """
+        if l0 is None:
+            l0 = l0_elements(inputs, candidate)
         better = success & (l0 < self.l0)
         self.example = torch.where(per_sample(better, inputs), candidate, self.example)
         self.l0 = torch.where(better, l0, self.l0)

@@ -152,7 +152,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if mode not in attack.entry.modes:
                 continue
             torch.manual_seed(args.seed)
-            result = measure_efficiency(attack, model, inputs, labels,
+            result = measure_efficiency(attack, model, inputs, labels, rounds=args.rounds, clock=args.clock,
                                         targets=targets.to(device) if mode == "targeted" else None)
             rows.append(result.as_dict())
             print(f"{name} {mode}: ratio {result.ratio:.3f}", file=sys.stderr)
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench", help="time attacks against the cost of the passes they make",
-        description="Run each attack once on one batch of correctly classified test images and compare its "
+        description="Run each attack (--rounds times) on one batch of correctly classified test images and compare its "
                     "seconds per sample with (forward - backward) x bare forward + backward x bare "
                     "forward+backward time per sample of the same model, batch and device (ratio 1.0 is the "
                     "limit). See bench/efficiency.py.")
@@ -231,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--modes", nargs="+", default=["untargeted", "targeted"], choices=["untargeted", "targeted"])
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--rounds", type=int, default=3,
+                       help="timed runs of each attack, each followed by the bare passes; the ratio is the "
+                            "median of the rounds' ratios (default: 3)")
+    bench.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                       help="wall time (default), or this process's CPU time (CPU devices only): on a "
+                            "machine shared with other jobs, CPU time keeps the ratio steady")
     bench.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: as for run)")
     bench.add_argument("--max-ratio", type=float, default=None,
                        help="exit 1 if an attack's ratio exceeds this (e.g. 1.15)")

@@ -24,12 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attacks.checks import check_int
 from bench.counting import CountingModel, synchronize, timed
 
 __all__ = ["Efficiency", "bare_pass_seconds", "measure_efficiency"]
 
 
-def bare_pass_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, *, repeats: int = 21) -> tuple[float, float]:
+def bare_pass_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, *, repeats: int = 21,
+                      clock: str = "wall") -> tuple[float, float]:
     """Seconds per sample of the bare model: (forward without autograd, forward + backward to the inputs).
 
     Each is the median of ``repeats`` timed runs after one warm-up run: the
@@ -54,7 +56,7 @@ def bare_pass_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, *, repea
         synchronize(device)
         times = []
         for _ in range(repeats):
-            with timed(device) as seconds:
+            with timed(device, clock) as seconds:
                 step()
             times.append(seconds[0])
         results.append(statistics.median(times) / batch)
@@ -63,11 +65,18 @@ def bare_pass_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, *, repea
 
 @dataclass(frozen=True)
 class Efficiency:
-    """One attack's measured cost against its passes' cost, per sample."""
+    """One attack's measured cost against its passes' cost, per sample.
+
+    With several rounds, ``seconds_per_sample`` and the bare times are the
+    medians over rounds and ``ratio`` is the median of the rounds' own ratios;
+    ``ratio_low`` and ``ratio_high`` are the lowest and highest of those.
+    """
 
     attack: str
     mode: str
     batch_size: int
+    clock: str
+    rounds: int
     seconds_per_sample: float
     forward_per_sample: float
     backward_per_sample: float
@@ -75,40 +84,60 @@ class Efficiency:
     bare_forward_backward_seconds: float
     expected_seconds_per_sample: float
     ratio: float
+    ratio_low: float
+    ratio_high: float
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor, *, targets: Tensor | None = None,
-                       warmup: int = 8, repeats: int = 21) -> Efficiency:
+                       warmup: int = 8, repeats: int = 21, rounds: int = 1, clock: str = "wall") -> Efficiency:
     """Time ``attack`` on the batch and compare it with the bare model's passes.
 
     The attack first runs once on ``warmup`` samples (allocations, kernel
-    selection), then once on the whole batch, timed and counted.
+    selection). Then, ``rounds`` times, it runs on the whole batch, timed and
+    counted, and right after it the bare passes are timed: each round's ratio
+    compares the attack with the bare model under the same conditions, so a
+    machine whose load changes during the measurement (other jobs on a shared
+    CPU) moves both sides of a round alike. The reported ratio is the median
+    over rounds. ``clock`` is :func:`~bench.counting.timed`'s: ``"cpu"`` times
+    CPU work rather than wall time (CPU devices only). Every round must make the same passes (they are counted, and
+    an attack seeded alike makes them alike); the counts of the last are kept.
     """
+    check_int("rounds", rounds, 1)
     targeted = targets is not None
     goal = targets if targeted else labels
     counting = CountingModel(model)
     if warmup:
         attack(counting, inputs[:warmup], goal[:warmup], targeted=targeted)
-    counting.reset()
-    with timed(inputs.device) as seconds:
-        attack(counting, inputs, goal, targeted=targeted)
     batch = inputs.shape[0]
-    forward, backward = counting.forward_samples / batch, counting.backward_samples / batch
-    t_forward, t_forward_backward = bare_pass_seconds(model, inputs, labels, repeats=repeats)
-    expected = (forward - backward) * t_forward + backward * t_forward_backward
-    measured = seconds[0] / batch
+    measured, bare, ratios = [], [], []
+    for _ in range(rounds):
+        counting.reset()
+        with timed(inputs.device, clock) as seconds:
+            attack(counting, inputs, goal, targeted=targeted)
+        forward, backward = counting.forward_samples / batch, counting.backward_samples / batch
+        t_forward, t_forward_backward = bare_pass_seconds(model, inputs, labels, repeats=repeats, clock=clock)
+        expected = (forward - backward) * t_forward + backward * t_forward_backward
+        measured.append(seconds[0] / batch)
+        bare.append((t_forward, t_forward_backward))
+        ratios.append(measured[-1] / expected if expected > 0 else float("inf"))
+    t_forward = statistics.median(t for t, _ in bare)
+    t_forward_backward = statistics.median(t for _, t in bare)
     return Efficiency(
         attack=getattr(attack, "name", getattr(attack, "__name__", repr(attack))),
         mode="targeted" if targeted else "untargeted",
         batch_size=batch,
-        seconds_per_sample=measured,
+        clock=clock,
+        rounds=rounds,
+        seconds_per_sample=statistics.median(measured),
         forward_per_sample=forward,
         backward_per_sample=backward,
         bare_forward_seconds=t_forward,
         bare_forward_backward_seconds=t_forward_backward,
-        expected_seconds_per_sample=expected,
-        ratio=measured / expected if expected > 0 else float("inf"),
+        expected_seconds_per_sample=(forward - backward) * t_forward + backward * t_forward_backward,
+        ratio=statistics.median(ratios),
+        ratio_low=min(ratios),
+        ratio_high=max(ratios),
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from bench.counting import timed
 from bench.data import get_batch
 from bench.efficiency import bare_pass_seconds, measure_efficiency
 from bench.registry import get_attack
@@ -38,3 +40,26 @@ def test_bare_pass_seconds_positive(tiny_model, fashion_test):
     images, labels = get_batch(fashion_test, list(range(8)))
     t_forward, t_forward_backward = bare_pass_seconds(tiny_model, images, labels, repeats=2)
     assert t_forward > 0 and t_forward_backward > 0
+
+
+def test_rounds_give_median_ratio_and_spread(tiny_model, fashion_test):
+    images, labels = get_batch(fashion_test, list(range(16)))
+    attack = get_attack("i-fgsm", eps=0.1, alpha=0.01, steps=3)
+    result = measure_efficiency(attack, tiny_model, images, labels, warmup=0, repeats=2, rounds=3)
+    assert result.rounds == 3 and result.clock == "wall"
+    assert result.ratio_low <= result.ratio <= result.ratio_high
+    assert (result.forward_per_sample, result.backward_per_sample) == (3, 3)
+    with pytest.raises(ValueError, match="rounds: 0"):
+        measure_efficiency(attack, tiny_model, images, labels, rounds=0)
+
+
+def test_cpu_clock_counts_work_and_refuses_other_devices(tiny_model, fashion_test):
+    images, labels = get_batch(fashion_test, list(range(16)))
+    result = measure_efficiency(get_attack("i-fgsm", steps=3), tiny_model, images, labels, warmup=0, repeats=2,
+                                clock="cpu")
+    assert result.clock == "cpu" and result.seconds_per_sample > 0 and result.bare_forward_seconds > 0
+    with pytest.raises(ValueError, match="clock: 'sundial'"):
+        bare_pass_seconds(tiny_model, images, labels, clock="sundial")
+    with pytest.raises(ValueError, match="clock: 'cpu' times CPU work only"):
+        with timed(torch.device("cuda"), "cpu"):
+            pass
