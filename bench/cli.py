@@ -15,30 +15,64 @@ DEFAULT_OUT = Path("results")
 
 
 def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, Path]:
+    """Tables (Markdown, LaTeX, CSV), figures (PNG) and ``report.md`` of a stored run, from the store alone."""
+    from reports.plots import robust_accuracy_curves, sweep_curves, time_versus_l0
     from reports.tables import format_table, order_like_config, proposed_versus_best, summarize, write_tables
 
     run = store.get_run(run_id)
     if run is None:
         raise ValueError(f"--run: {run_id!r} is not in {store.path}; runs: {', '.join(store.runs()['run_id']) or 'none'}")
     config = run["config"]
-    summary = summarize(store.samples(run_id), budgets=config["budgets"], budget_unit=config["budget_unit"])
+    samples = store.samples(run_id)
+    summary = summarize(samples, budgets=config["budgets"], budget_unit=config["budget_unit"])
     summary = order_like_config(summary, config)
     caption = (f"SparseBench run {run_id} (seed {run['seed']}, {run['hardware']['device']}, "
                f"commit {run['git_commit']}); L0 over successful samples; fr@k: budget in {config['budget_unit']}")
-    paths = write_tables(summary, out / run_id, caption=caption)
+    directory = out / run_id
+    paths = write_tables(summary, directory, caption=caption)
     comparison = proposed_versus_best(summary)
+    comparison_caption = (f"The proposed attack (lin2025) beside the best other attack of run {run_id}: "
+                          "ranked by fooling rate, then median L0 (pixels)")
     if not comparison.empty:
         paths.update({f"comparison.{k}": v for k, v in write_tables(
-            comparison, out / run_id, stem="comparison",
-            caption=f"The proposed attack (lin2025) beside the best other attack of run {run_id}: "
-                    "ranked by fooling rate, then median L0 (pixels)").items()})
+            comparison, directory, stem="comparison", caption=comparison_caption).items()})
+    figures = {
+        "robust accuracy against the L0 budget": robust_accuracy_curves(
+            samples, directory / "plots" / "robust-accuracy.png", unit=config["budget_unit"], order=summary),
+        "seconds per sample against median L0": time_versus_l0(
+            summary, directory / "plots" / "time-versus-l0.png", unit=config["budget_unit"]),
+    }
+    for path in sweep_curves(summary, store.units(run_id), directory / "plots", unit=config["budget_unit"]):
+        figures[f"sweep {path.stem.removeprefix('sweep-')}"] = path
+    paths.update({f"plot {title}": path for title, path in figures.items()})
+    paths["report"] = _write_report_markdown(directory / "report.md", run, caption, format_table(summary),
+                                             format_table(comparison) if not comparison.empty else None,
+                                             comparison_caption, figures)
     if not quiet:
         print(format_table(summary).to_markdown(index=False))
         if not comparison.empty:
             print("\nThe proposed attack beside the best other attack (fooling rate, then median L0 in pixels):")
             print(format_table(comparison).to_markdown(index=False))
-        print(f"\ntables: {', '.join(str(p) for p in paths.values())}")
+        print(f"\nreport: {paths['report']}; tables and plots beside it")
     return paths
+
+
+def _write_report_markdown(path: Path, run: dict, caption: str, summary, comparison, comparison_caption: str,
+                           figures: dict[str, Path]) -> Path:
+    """One Markdown page: provenance, the comparison, the figures, the full table."""
+    lines = [f"# {run['name']} ({run['run_id']})", "",
+             f"Regenerate: `sparsebench report --run {run['run_id']}` (from the store; no attack reruns).", "",
+             f"- created {run['created']}, finished {run.get('finished') or 'not yet'}; seed {run['seed']}",
+             f"- commit {run['git_commit']}", f"- hardware: {run['hardware']}", f"- versions: {run['versions']}", ""]
+    if comparison is not None:
+        lines += ["## The proposed attack beside the best other attack", "", comparison_caption, "",
+                  comparison.to_markdown(index=False), ""]
+    lines += ["## Figures", ""]
+    for title, figure in figures.items():
+        lines += [f"### {title}", "", f"![{title}]({figure.relative_to(path.parent).as_posix()})", ""]
+    lines += ["## All results", "", caption, "", summary.to_markdown(index=False), ""]
+    path.write_text("\n".join(lines))
+    return path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
