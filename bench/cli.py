@@ -147,15 +147,47 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    store, run_id = _open_run(args.store, args.run)
+    with store:
+        _report(store, run_id, args.out)
+    return 0
+
+
+def _open_run(store_path: Path, run: str | None):
+    """The store at ``store_path`` and a run id in it (default: its latest run)."""
     from bench.store import ResultsStore
 
-    if not Path(args.store).exists():
-        raise ValueError(f"--store: {args.store} does not exist; run `sparsebench run` first")
-    with ResultsStore(args.store) as store:
-        run_id = args.run or store.latest_run_id()
-        if run_id is None:
-            raise ValueError(f"--store: {args.store} holds no run")
-        _report(store, run_id, args.out)
+    if not Path(store_path).exists():
+        raise ValueError(f"--store: {store_path} does not exist; run `sparsebench run` first")
+    store = ResultsStore(store_path)
+    run_id = run or store.latest_run_id()
+    if run_id is None or store.get_run(run_id) is None:
+        store.close()
+        raise ValueError(f"--run: {run!r} is not in {store_path}" if run else f"--store: {store_path} holds no run")
+    return store, run_id
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from bench.models import load_model
+    from bench.runner import resolve_device
+    from reports.tables import write_tables
+    from reports.transfer import transfer_matrix, transfer_rates
+
+    device = resolve_device(args.device)
+    store, run_id = _open_run(args.store, args.run)
+    with store:
+        rates = transfer_rates(
+            store, run_id, lambda name, dataset: load_model(name, dataset, cache_dir=args.cache_dir, device=device),
+            targets=args.targets, device=device)
+    matrix = transfer_matrix(rates)
+    caption = (f"Transferability of run {run_id}: fooling rate (%) on each evaluated model (columns) of the "
+               "examples made on the source model; * = white-box; over the attacked samples each evaluated "
+               "model classifies correctly when clean")
+    paths = write_tables(matrix, args.out / run_id, stem="transfer", caption=caption)
+    rates.to_csv(args.out / run_id / "transfer-rates.csv", index=False)
+    print(caption + "\n")
+    print(matrix.to_markdown(index=False))
+    print(f"\ntables: {', '.join(str(p) for p in paths.values())}, {args.out / run_id / 'transfer-rates.csv'}")
     return 0
 
 
@@ -251,6 +283,20 @@ def build_parser() -> argparse.ArgumentParser:
     store_options(report)
     report.add_argument("--run", help="run id (default: the latest run)")
     report.set_defaults(func=cmd_report)
+
+    transfer = sub.add_parser(
+        "transfer", help="evaluate a run's stored examples on other models (transferability matrix)",
+        description="Rebuild every adversarial example of a stored run from the clean data and classify it "
+                    "with each target model, without re-running any attack; write the matrix of the paper's "
+                    "Table 3 (rows: attack on a source model, columns: evaluated model, * = white-box) as "
+                    "transfer.{md,tex,csv} and every cell's counts as transfer-rates.csv.")
+    store_options(transfer)
+    transfer.add_argument("--run", help="run id (default: the latest run)")
+    transfer.add_argument("--targets", nargs="+", metavar="MODEL",
+                          help="models to evaluate on (default: the run's models); e.g. add mlp-standard")
+    transfer.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+    transfer.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: as for run)")
+    transfer.set_defaults(func=cmd_transfer)
 
     bench = sub.add_parser(
         "bench", help="time attacks against the cost of the passes they make",

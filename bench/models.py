@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from bench.data import DATASETS, default_cache_dir, get_batch, load_dataset
 
 __all__ = [
+    "ARCHITECTURES",
     "FLAVOURS",
     "MODELS",
     "SMALL_CNN_EPS",
@@ -46,6 +47,7 @@ __all__ = [
     "ModelUnavailableError",
     "Normalize",
     "SmallCNN",
+    "SmallMLP",
     "load_model",
     "model_metadata",
     "model_names",
@@ -97,6 +99,8 @@ class ModelEntry:
         The paper, with its arXiv id.
     weights : str or None
         torchvision weights name (``"IMAGENET1K_V1"``); None for other sources.
+    architecture : str
+        For SparseBench's own models, a key of :data:`ARCHITECTURES`.
     """
 
     name: str
@@ -106,6 +110,7 @@ class ModelEntry:
     description: str
     citation: str
     weights: str | None = None
+    architecture: str = "smallcnn"
 
 
 _MADRY = "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018, arXiv:1706.06083"
@@ -131,6 +136,12 @@ MODELS: dict[str, ModelEntry] = {
             "smallcnn-fast-at", ("fashion-mnist", "mnist"), "sparsebench", "fast-at",
             "SmallCNN, Fast-AT: FGSM from a random start, step 1.25 eps",
             _WONG,
+        ),
+        ModelEntry(
+            "mlp-standard", ("fashion-mnist", "mnist"), "sparsebench", "standard",
+            "SmallMLP (fc256-fc256), cross-entropy training: a second architecture, so that "
+            "transfer crosses architectures offline",
+            "SparseBench (this package)", architecture="mlp",
         ),
         ModelEntry(
             "robustbench/Standard", ("cifar10",), "robustbench", "Standard",
@@ -257,6 +268,26 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(inputs))
 
 
+class SmallMLP(nn.Module):
+    """A fully connected classifier for 1x28x28 inputs in [0, 1]: fc256-fc256-fc.
+
+    No convolution and no pooling, so that examples made on a SmallCNN meet
+    a model that sees the image differently when they transfer.
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(28 * 28, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, num_classes),
+        )
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.classifier(inputs)
+
+
+ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {"smallcnn": SmallCNN, "mlp": SmallMLP}
+
+
 def _linf_pgd(
     model: nn.Module,
     images: Tensor,
@@ -365,8 +396,9 @@ def train_small_cnn(
     progress: bool = False,
     data_root: str | os.PathLike | None = None,
     allow_download: bool = True,
+    architecture: str = "smallcnn",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train a :class:`SmallCNN`, deterministically for a given seed on CPU.
+    """Train a :class:`SmallCNN` (or another of :data:`ARCHITECTURES`), deterministically for a given seed on CPU.
 
     Flavours:
 
@@ -412,6 +444,8 @@ def train_small_cnn(
         Passed to :func:`bench.data.load_dataset`.
     allow_download : bool
         Passed to :func:`bench.data.load_dataset`.
+    architecture : str
+        A key of :data:`ARCHITECTURES` (default ``"smallcnn"``).
 
     Returns
     -------
@@ -431,6 +465,8 @@ def train_small_cnn(
         )
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour: unknown value {flavour!r}; allowed: {', '.join(map(repr, FLAVOURS))}")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture: unknown value {architecture!r}; allowed: {', '.join(map(repr, ARCHITECTURES))}")
     defaults = _TRAINING_DEFAULTS[flavour]
     epochs = defaults["epochs"] if epochs is None else epochs
     pgd_steps = defaults.get("pgd_steps", 0) if pgd_steps is None else pgd_steps
@@ -450,7 +486,7 @@ def train_small_cnn(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SmallCNN(DATASETS[dataset].num_classes)
+        model = ARCHITECTURES[architecture](DATASETS[dataset].num_classes)
     model.to(device).train()
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -580,12 +616,12 @@ def _load_small_cnn(
     path = small_cnn_cache_path(entry.name, dataset, cache_dir=cache_dir, seed=seed, training=training)
     meta_path = path.with_suffix(".json")
     if path.is_file() and meta_path.is_file():
-        model = SmallCNN(DATASETS[dataset].num_classes)
+        model = ARCHITECTURES[entry.architecture](DATASETS[dataset].num_classes)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model
     model, metadata = train_small_cnn(
         dataset, entry.target, seed=seed, device=device, progress=progress,
-        allow_download=allow_download, **_training_settings(training),
+        allow_download=allow_download, architecture=entry.architecture, **_training_settings(training),
     )
     metadata["model"] = entry.name
     metadata["training_settings"] = _training_settings(training) or "default"

@@ -72,3 +72,43 @@ def test_models_lists_the_model_registry(capsys):
     out = capsys.readouterr().out
     for name in MODELS:
         assert name in out
+
+
+def test_transfer_matrix_from_stored_examples(tmp_path, tiny_model, capsys):
+    """Examples made on one model, evaluated on it (white-box) and on another, from the store alone."""
+    from tiny import train_linear
+
+    other = train_linear(n=1000, steps=60, seed=1)
+    models = {"smallcnn-standard": tiny_model, "mlp-standard": other}
+    config = parse_config({
+        "name": "transfer", "n_samples": 8, "batch_size": 4, "modes": ["untargeted", "targeted"],
+        "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
+        "attacks": [{"name": "i-fgsm", "overrides": {"eps": 0.3, "alpha": 0.05}}],
+    })
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        run_id = run_benchmark(config, store, load_model=lambda name, *_: models[name], progress=False)
+        samples = store.samples(run_id)
+
+    from reports.transfer import transfer_matrix, transfer_rates
+
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        rates = transfer_rates(store, run_id, lambda name, _: models[name], targets=list(models))
+    white = rates[rates["white_box"]].set_index("mode")
+    # The white-box cell is the run's own verdict (every attacked sample was correct on its source).
+    for mode, unit in samples.groupby("mode"):
+        assert white.loc[mode, "samples"] == len(unit)
+        assert white.loc[mode, "fooling_rate"] == pytest.approx(100 * unit["success"].mean())
+    # The other model: counted over the samples it classifies correctly, recomputed here by hand.
+    from bench.data import get_batch, load_dataset
+
+    unit = samples[samples["mode"] == "untargeted"]
+    images, labels = get_batch(load_dataset("fashion-mnist"), unit["sample_index"].tolist())
+    correct = (other(images).argmax(1) == labels).numpy()
+    cell = rates[(rates["target"] == "mlp-standard") & (rates["mode"] == "untargeted")].iloc[0]
+    assert cell["samples"] == correct.sum() and not cell["white_box"]
+    matrix = transfer_matrix(rates)
+    assert list(matrix.columns) == ["dataset", "mode", "source", "attack", "smallcnn-standard", "mlp-standard"]
+    assert all(str(v).endswith("*") for v in matrix["smallcnn-standard"])
+    assert not any(str(v).endswith("*") for v in matrix["mlp-standard"])
+    assert main(["transfer", "--store", str(tmp_path / "missing.sqlite")]) == 2
+    assert "does not exist" in capsys.readouterr().err

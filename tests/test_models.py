@@ -61,7 +61,7 @@ def test_registry_is_consistent() -> None:
         assert entry.citation and entry.description
         if entry.source != "sparsebench":
             assert name.startswith(entry.source + "/")
-    assert model_names("fashion-mnist") == ["smallcnn-standard", "smallcnn-pgd-at", "smallcnn-fast-at"]
+    assert model_names("fashion-mnist") == ["smallcnn-standard", "smallcnn-pgd-at", "smallcnn-fast-at", "mlp-standard"]
     assert model_names("cifar10") == [
         "robustbench/Standard", "robustbench/Engstrom2019Robustness", "robustbench/Wong2020Fast",
     ]
@@ -335,3 +335,17 @@ def test_torchvision_weights_from_cache(tmp_path: pathlib.Path, monkeypatch: pyt
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_flavours_have_entries(flavour: str) -> None:
     assert MODELS[f"smallcnn-{flavour}"].target == flavour
+
+
+@needs_debian_fashion_mnist
+def test_second_architecture_trains_caches_and_reloads(tmp_path: pathlib.Path) -> None:
+    """mlp-standard: another architecture through the same training and cache, for cross-architecture transfer."""
+    from bench.models import SmallMLP
+
+    first = load_model("mlp-standard", "fashion-mnist", cache_dir=tmp_path, progress=False, training=FAST)
+    second = load_model("mlp-standard", "fashion-mnist", cache_dir=tmp_path, progress=False, training=FAST)
+    assert isinstance(first, SmallMLP) and isinstance(second, SmallMLP) and _states_equal(first, second)
+    metadata = model_metadata("mlp-standard", "fashion-mnist", tmp_path, training=FAST)
+    assert metadata["model"] == "mlp-standard" and 0.5 < metadata["clean_accuracy"]
+    with pytest.raises(ValueError, match="architecture: unknown value 'transformer'"):
+        train_small_cnn("fashion-mnist", "standard", architecture="transformer", **FAST)
