@@ -191,6 +191,61 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+REPRODUCIBLE = ("table1", "table2", "table3", "table4", "fig7")
+
+
+def _reproduce_config(table: str, online: bool) -> str:
+    if table == "fig7":
+        return "paper-fig7" if online else "lin2025-fig7"
+    return f"paper-{table}" if online else f"paper-{table}-offline"
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from bench.config import load_config, resolve_config
+    from bench.models import load_model
+    from bench.runner import resolve_device, run_benchmark
+    from bench.store import ResultsStore
+    from reports.paper import PAPER_TABLES, compare_with_paper
+    from reports.tables import summarize, write_tables
+    from reports.transfer import transfer_rates
+
+    where = "online" if args.online else "offline"
+    config = load_config(resolve_config(_reproduce_config(args.table, args.online)))
+    run_id = f"{config.name}-{config.fingerprint()}"
+    with ResultsStore(args.store) as store:
+        print(f"{'resuming' if store.get_run(run_id) else 'starting'} run {run_id} ({config.name}) -> {args.store}",
+              file=sys.stderr)
+        run_benchmark(config, store, run_id=run_id, cache_dir=args.cache_dir, progress=not args.no_progress)
+        paths = _report(store, run_id, args.out, quiet=True)
+        if args.table == "fig7":
+            print("Figure 7 (the paper's sweeps of a, lambda and tau; its best: a 0.1, lambda 1e3, tau 0.30): "
+                  f"{paths['report']}")
+            return 0
+        table = PAPER_TABLES[args.table]
+        if args.table == "table3":
+            device = resolve_device(config.device)
+            targets = list(dict.fromkeys(c.model for c in table.columns[where]))
+            ours = transfer_rates(
+                store, run_id,
+                lambda name, dataset: load_model(name, dataset, cache_dir=args.cache_dir, device=device),
+                targets=targets, device=device).rename(columns={"target": "model"})
+        else:
+            ours = summarize(store.samples(run_id))
+    comparison = compare_with_paper(table, ours, where=where)
+    caveat = ("" if args.online else
+              " OFFLINE COUNTERPART: our column is a different experiment (Fashion-MNIST models trained by this "
+              "package) from the paper's (CIFAR-10 / ImageNet); the difference compares the two, it does not "
+              "check the paper's number.")
+    caption = (f"{args.table}: {table.title}. 'paper' columns are the numbers Lin et al. report (arXiv:2506.17250, "
+               f"Section 5); 'our' columns were measured by run {run_id} (`sparsebench reproduce {args.table}"
+               f"{' --online' if args.online else ''}`).{caveat}")
+    written = write_tables(comparison, args.out / run_id, stem=f"reproduce-{args.table}", caption=caption)
+    print(caption + "\n")
+    print(comparison.to_markdown(index=False, floatfmt=".4g"))
+    print(f"\ntables: {', '.join(str(p) for p in written.values())}; full report: {paths['report']}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
@@ -297,6 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
     transfer.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: as for run)")
     transfer.set_defaults(func=cmd_transfer)
+
+    reproduce = sub.add_parser(
+        "reproduce", help="rerun one of the paper's tables and print ours beside the paper's numbers",
+        description="Run (or resume) the config of one of Lin et al.'s experiments and write our measured "
+                    "numbers beside the paper's, each labelled, with the difference. By default the offline "
+                    "counterpart on the Fashion-MNIST models trained here (config paper-<table>-offline; "
+                    "lin2025-fig7 for fig7); --online runs the paper's setting (CIFAR-10 and ImageNet with "
+                    "RobustBench and torchvision models: config paper-<table>), which needs their data and "
+                    "weights.")
+    reproduce.add_argument("table", choices=REPRODUCIBLE, help="which table or figure")
+    reproduce.add_argument("--online", action="store_true",
+                           help="the paper's own setting (downloads or needs cached CIFAR-10/ImageNet data and weights)")
+    store_options(reproduce)
+    reproduce.add_argument("--cache-dir", type=Path, default=None, help="model and data cache (default: as for run)")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reproduce.set_defaults(func=cmd_reproduce)
 
     bench = sub.add_parser(
         "bench", help="time attacks against the cost of the passes they make",
