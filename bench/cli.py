@@ -396,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"default: {DEFAULT_STORE}")
     runs.set_defaults(func=cmd_runs)
+    from reports.gate import add_parser as add_gate_parsers
+
+    add_gate_parsers(sub)
     return parser
 
 
