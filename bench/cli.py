@@ -397,8 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"default: {DEFAULT_STORE}")
     runs.set_defaults(func=cmd_runs)
     from reports.gate import add_parser as add_gate_parsers
+    from reports.leaderboard import add_parser as add_leaderboard_parser
 
     add_gate_parsers(sub)
+    add_leaderboard_parser(sub)
     return parser
 
 
