@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from attacks.checks import check_inputs, check_int, check_real
-from attacks.losses import adversarial_cross_entropy, logit_margin
 from attacks.search import minimum_norm_attack
 from attacks.success import is_adversarial
+from baselines.blackbox import draw_pixels, search_loss
 
 __all__ = ["resample_schedule", "sparse_rs", "sparse_rs_min"]
 
@@ -54,13 +54,6 @@ def _random_corners(clean: Tensor) -> Tensor:
     other = own ^ torch.randint(1, corners, own.shape, device=clean.device)
     code = torch.where(at_corner, other, torch.randint(0, corners, own.shape, device=clean.device))
     return ((code[:, None, :] >> bits[None, :, None]) & 1).to(clean.dtype)
-
-
-def _loss(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    """Loss the search minimises: the margin (untargeted) or the CE of the target (targeted)."""
-    if targeted:
-        return -adversarial_cross_entropy(logits, labels, targeted=True)
-    return -logit_margin(logits, labels, targeted=False)
 
 
 @torch.no_grad()
@@ -163,7 +156,7 @@ def sparse_rs(
     idx = torch.nonzero(active).squeeze(1)
     if idx.numel():
         logits = model(best[idx].view(-1, channels, height, width))
-        best_loss[idx] = _loss(logits, labels[idx], targeted=targeted)
+        best_loss[idx] = search_loss(logits, labels[idx], targeted=targeted)
         active[idx] = ~is_adversarial(logits, labels[idx], targeted=targeted)
 
     for iteration in range(1, n_queries):
@@ -173,10 +166,9 @@ def sparse_rs(
         n_swap = max(1, int(resample_schedule(iteration, n_queries, alpha_init) * k))
         n_swap = min(n_swap, k, n_pixels - k) if k < n_pixels else min(n_swap, k)
         current, current_support, current_clean = best[idx], support[idx], clean[idx]
-        scores = torch.rand(idx.numel(), n_pixels, device=device)
-        drop = scores.masked_fill(~current_support, -1.0).topk(n_swap, dim=1).indices
+        drop = draw_pixels(current_support, n_swap)
         if k < n_pixels:
-            add = torch.rand_like(scores).masked_fill(current_support, -1.0).topk(n_swap, dim=1).indices
+            add = draw_pixels(~current_support, n_swap)
         else:  # every pixel is in M: resample the dropped pixels' corners instead
             add = drop
         drop_c = drop[:, None, :].expand(-1, channels, -1)
@@ -186,7 +178,7 @@ def sparse_rs(
         candidate_support = current_support.scatter(1, drop, False).scatter_(1, add, True)
 
         logits = model(candidate.view(-1, channels, height, width))
-        loss = _loss(logits, labels[idx], targeted)
+        loss = search_loss(logits, labels[idx], targeted=targeted)
         success = is_adversarial(logits, labels[idx], targeted=targeted)
         accept = (loss < best_loss[idx]) | success
         best[idx] = torch.where(accept[:, None, None], candidate, current)

@@ -143,6 +143,10 @@ _SPGD_CITE = ("Zhong, Huang & Liu, 'Towards Efficient Training and Evaluation of
               "Bounded Adversarial Perturbations', ICML 2024, arXiv:2405.05075")
 _SEARCH = "; minimum-norm by binary search over k (attacks/search.py)"
 _IMAGENET_BUDGETS = (10, 20, 50, 100, 150, 200, 300, 500, 750, 1000)
+_SA_MOO_CITE = ("Williams & Li, 'Black-Box Sparse Adversarial Attack via Multi-Objective Optimisation', CVPR 2023, "
+                "pp. 12291-12301 (no arXiv version; CVF open access)")
+_BRUSLE_CITE = ("Vo, Abbasnejad & Ranasinghe, 'BruSLeAttack: A Query-Efficient Score-Based Black-Box Sparse "
+                "Adversarial Attack', ICLR 2024, arXiv:2404.05311")
 _TORCHATTACKS_CITE = "Kim, 'Torchattacks: A PyTorch Repository for Adversarial Attacks', arXiv:2010.01950"
 
 ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
@@ -343,6 +347,25 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             citation="Su, Vargas & Sakurai, 'One pixel attack for fooling deep neural networks', "
                      "IEEE TEVC 2019, arXiv:1710.08864",
             defaults={"*": {"pixels": 1, "population": 400, "generations": 100, "differential_weight": 0.5}},
+        ),
+        AttackEntry(
+            name="sa-moo", function="baselines.sa_moo:sa_moo", kind="minimum-norm", norm="l0",
+            source="native", modes=MODES, threat="black-box", citation=_SA_MOO_CITE,
+            # Paper: k = 24 px and 1,000 queries CIFAR-10, k = 150 and 5,000 queries ImageNet; population 2,
+            # pc 0.1, pm 0.4 untargeted / 0.2 targeted (p_mutation None), pr0 0.3; dominance of Def. 3.1, L2 objective.
+            defaults={"cifar10": {"k": 24, "n_queries": 1000}, "imagenet": {"k": 150, "n_queries": 5000}},
+        ),
+        AttackEntry(
+            name="brusleattack", function="baselines.brusleattack:brusleattack", kind="fixed-budget", norm="l0",
+            source="native", modes=MODES, threat="black-box", citation=_BRUSLE_CITE,
+            # 10,000 queries; authors' release: lambda_0 0.3 untargeted / 0.05 targeted (lambda_init None),
+            # m1 0.24, m2 0.997, 10 initial masks, prior 0.01; k = Sparse-RS's budgets (24 CIFAR-10, 150 ImageNet).
+            defaults={"cifar10": {"k": 24}, "imagenet": {"k": 150}},
+        ),
+        AttackEntry(
+            name="brusleattack-min", function="baselines.brusleattack:brusleattack_min", kind="minimum-norm",
+            norm="l0", source="native", modes=MODES, threat="black-box", citation=_BRUSLE_CITE + _SEARCH,
+            defaults={"imagenet": {"budgets": _IMAGENET_BUDGETS}},
         ),
     )
 })
