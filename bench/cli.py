@@ -147,13 +147,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    store, run_id = _open_run(args.store, args.run)
+    store, run_id = open_run(args.store, args.run)
     with store:
         _report(store, run_id, args.out)
     return 0
 
 
-def _open_run(store_path: Path, run: str | None):
+def open_run(store_path: Path, run: str | None):
     """The store at ``store_path`` and a run id in it (default: its latest run)."""
     from bench.store import ResultsStore
 
@@ -174,7 +174,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from reports.transfer import transfer_matrix, transfer_rates
 
     device = resolve_device(args.device)
-    store, run_id = _open_run(args.store, args.run)
+    store, run_id = open_run(args.store, args.run)
     with store:
         rates = transfer_rates(
             store, run_id, lambda name, dataset: load_model(name, dataset, cache_dir=args.cache_dir, device=device),
@@ -397,10 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"default: {DEFAULT_STORE}")
     runs.set_defaults(func=cmd_runs)
     from reports.gate import add_parser as add_gate_parsers
+    from reports.interpret import add_parser as add_interpret_parser
     from reports.leaderboard import add_parser as add_leaderboard_parser
 
     add_gate_parsers(sub)
     add_leaderboard_parser(sub)
+    add_interpret_parser(sub)
     return parser
 
 

@@ -32,7 +32,7 @@ from bench.data import get_batch, load_dataset
 from bench.store import ResultsStore, decode_example
 from bench.verify import verify
 
-__all__ = ["transfer_matrix", "transfer_rates"]
+__all__ = ["rebuild_examples", "transfer_matrix", "transfer_rates"]
 
 ModelLoader = Callable[[str, str], nn.Module]
 
@@ -76,7 +76,7 @@ def transfer_rates(store: ResultsStore, run_id: str, load_model: ModelLoader, *,
     for dataset_name, dataset_rows in samples.groupby("dataset", sort=False):
         dataset = load_dataset(dataset_name, split=splits.get(dataset_name, "test"))
         models = list(targets) if targets is not None else list(dict.fromkeys(dataset_rows["model"]))
-        examples = _rebuild(store, run_id, dataset_name, dataset, dataset_rows)
+        examples = rebuild_examples(store, run_id, dataset_name, dataset, dataset_rows)
         for target_name in models:
             target = load_model(target_name, dataset_name)
             for key, unit in dataset_rows.groupby(["model", "attack", "mode"], sort=False):
@@ -86,7 +86,7 @@ def transfer_rates(store: ResultsStore, run_id: str, load_model: ModelLoader, *,
     return pd.DataFrame(rows)
 
 
-def _rebuild(store: ResultsStore, run_id: str, dataset_name: str, dataset, rows: pd.DataFrame) -> dict:
+def rebuild_examples(store: ResultsStore, run_id: str, dataset_name: str, dataset, rows: pd.DataFrame) -> dict:
     """Per (source model, attack, mode): the clean inputs and the stored examples, in ``rows``' order."""
     result = {}
     for key, unit in rows.groupby(["model", "attack", "mode"], sort=False):

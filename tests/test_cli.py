@@ -17,7 +17,7 @@ from bench.store import ResultsStore
 
 def test_help_names_every_command():
     result = subprocess.run([sys.executable, "-m", "bench.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("run", "list", "report", "runs", "transfer", "reproduce", "bench", "models", "leaderboard",
+    for command in ("run", "list", "report", "runs", "transfer", "reproduce", "bench", "models", "leaderboard", "interpret",
                     "baseline", "check"):
         assert command in result.stdout
 
