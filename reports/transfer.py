@@ -71,7 +71,13 @@ def transfer_rates(store: ResultsStore, run_id: str, load_model: ModelLoader, *,
     samples = store.samples(run_id)
     if samples.empty:
         raise ValueError(f"run: {run_id!r} has no attacked samples")
-    splits = {d["name"]: d.get("split", "test") for d in run["config"]["datasets"]}
+    config = run["config"]
+    splits = {d["name"]: d.get("split", "test") for d in config["datasets"]}
+    # Rows and columns in the config's order: sources and targets as its models, then its attacks.
+    model_rank = {m: i for i, m in enumerate(m for d in config["datasets"] for m in d["models"])}
+    attack_rank = {a.get("label") or a["name"]: i for i, a in enumerate(config["attacks"])}
+    samples = samples.assign(_model=samples["model"].map(model_rank), _attack=samples["attack"].map(attack_rank))
+    samples = samples.sort_values(["_model", "_attack"], kind="stable")
     rows = []
     for dataset_name, dataset_rows in samples.groupby("dataset", sort=False):
         dataset = load_dataset(dataset_name, split=splits.get(dataset_name, "test"))
