@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.checks import check_int
+from attacks.schedules import host_check_due
 from attacks.success import is_adversarial_argmax
 
 __all__ = ["vfga"]
@@ -117,7 +118,7 @@ def vfga(
     rows = torch.arange(x.shape[0], device=device)
 
     for iteration in range(budget):
-        if iteration and (iteration % _CHECK_EVERY == 0 or iteration & (iteration - 1) == 0):
+        if host_check_due(iteration, _CHECK_EVERY):
             keep = active.nonzero().squeeze(1)  # the amortised host check
             if keep.numel() == 0:
                 break

@@ -147,6 +147,9 @@ _SA_MOO_CITE = ("Williams & Li, 'Black-Box Sparse Adversarial Attack via Multi-O
                 "pp. 12291-12301 (no arXiv version; CVF open access)")
 _BRUSLE_CITE = ("Vo, Abbasnejad & Ranasinghe, 'BruSLeAttack: A Query-Efficient Score-Based Black-Box Sparse "
                 "Adversarial Attack', ICLR 2024, arXiv:2404.05311")
+_EGS_TSSA_CITE = ("Ming, Ren, Wang & Feng, 'Transferable Structural Sparse Adversarial Attack Via Exact Group "
+                  "Sparsity Training', CVPR 2024, doi:10.1109/CVPR52733.2024.02332 (no arXiv version); builds on "
+                  "He, Wang, Dong & Tan, 'Transferable Sparse Adversarial Attack', CVPR 2022, arXiv:2105.14727")
 _TORCHATTACKS_CITE = "Kim, 'Torchattacks: A PyTorch Repository for Adversarial Attacks', arXiv:2010.01950"
 
 ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
@@ -347,6 +350,22 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             citation="Su, Vargas & Sakurai, 'One pixel attack for fooling deep neural networks', "
                      "IEEE TEVC 2019, arXiv:1710.08864",
             defaults={"*": {"pixels": 1, "population": 400, "generations": 100, "differential_weight": 0.5}},
+        ),
+        AttackEntry(
+            name="greedyfool-uniform", function="baselines.greedyfool:greedyfool_uniform", kind="minimum-norm",
+            norm="l0", source="native", modes=MODES, threat="white-box",
+            citation="Dong, Chen, Bao, Zhang, Yu, Liu & Hua, 'GreedyFool: Distortion-Aware Sparse Adversarial "
+                     "Attack', NeurIPS 2020, arXiv:2010.13773; uniform distortion map, not the paper's GAN map",
+            # Authors' release for sparse attacks: max_epsilon 255, one pixel per step, reduce grid eps/10, 3000 reduce steps.
+            defaults={"*": {"eps": 1.0, "pixels_per_step": 1, "reduce_scales": 10, "max_reduce_steps": 3000}},
+        ),
+        AttackEntry(
+            name="egs-tssa", function="baselines.egs_tssa:egs_tssa", kind="fixed-budget", norm="l0",
+            source="native", modes=MODES, threat="white-box", citation=_EGS_TSSA_CITE,
+            prepare="baselines.egs_tssa:prepare_egs_tssa",
+            # eps 255/255 and tk 0.6 (the release's); 8x8 groups on 224 ImageNet (paper), 4x4 on 28/32 px (ours).
+            defaults={"*": {"eps": 1.0, "top_groups": 0.6}, "mnist": {"group_size": 4},
+                      "cifar10": {"group_size": 4}, "imagenet": {"group_size": 8}},
         ),
         AttackEntry(
             name="sa-moo", function="baselines.sa_moo:sa_moo", kind="minimum-norm", norm="l0",

@@ -13,6 +13,15 @@ from bench.data import load_dataset
 from tiny import train_linear
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Nothing a test trains (generators, models) lands in the user's ~/.cache/sparsebench."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SPARSEBENCH_CACHE", str(tmp_path_factory.mktemp("sparsebench-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     random.seed(0)

@@ -35,6 +35,8 @@ FAST = {
     "cw-l0": {"steps": 30, "max_rounds": 10},
     "art/cw-l0": {"max_iter": 5, "binary_search_steps": 3, "initial_const": 1.0},
     "onepixel": {"pixels": 5, "population": 50, "generations": 20},
+    "greedyfool-uniform": {"max_iter": 100},
+    "egs-tssa": {"train_steps": 20, "batch_size": 16},
     "sa-moo": {"n_queries": 200},
     "brusleattack": {"k": 40, "n_queries": 300},
     "brusleattack-min": {"budgets": (1, 5, 20, 100), "n_queries": 150},
@@ -54,6 +56,8 @@ MIN_SUCCESS = {"i-fgsm": 0.75, "torchattacks/sparsefool": 0.75, "torchattacks/js
     # Measured at batch 8, seeds 0-2: sa-moo 3/8, 2/8, 3/8 targeted (8/8 untargeted); brusleattack 4-6/8;
     # brusleattack-min 5/8 targeted.
     "sa-moo": 0.125, "brusleattack": 0.375, "brusleattack-min": 0.375,
+    # greedyfool-uniform 8/8 and 7/8; egs-tssa (20 training steps) 7/8 and 4/8.
+    "greedyfool-uniform": 0.75, "egs-tssa": 0.375,
 }
 
 CASES = [(name, mode) for name, entry in ATTACKS.items() for mode in entry.modes]

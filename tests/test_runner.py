@@ -219,3 +219,19 @@ def test_proposed_versus_best_says_when_it_loses():
     ordered = order_like_config(summary, config)
     assert list(zip(ordered["attack"], ordered["mode"])) == [
         ("fmn-l0", "untargeted"), ("fmn-l0", "targeted"), ("lin2025", "untargeted"), ("lin2025", "targeted")]
+
+
+def test_learned_attack_is_prepared_outside_its_cost(tmp_path, tiny_model):
+    """egs-tssa trains its generator in the entry's prepare step: the stored passes are the attack's alone."""
+    config = parse_config({
+        "name": "prepared", "n_samples": 6, "batch_size": 3, "modes": ["untargeted"],
+        "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
+        "attacks": [{"name": "egs-tssa", "overrides": {"train_steps": 10, "batch_size": 8}}],
+    })
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, cache_dir=tmp_path / "cache",
+                               progress=False)
+        samples = store.samples(run_id)
+    # One gradient to pick the groups and one forward of the perturbed batch per sample: no training passes.
+    assert (samples["forward_passes"] == 1).all() and (samples["backward_passes"] == 1).all()
+    assert list((tmp_path / "cache" / "generators" / "fashion-mnist").iterdir())  # prepare cached it there
