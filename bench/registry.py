@@ -368,6 +368,18 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
                       "cifar10": {"group_size": 4}, "imagenet": {"group_size": 8}},
         ),
         AttackEntry(
+            name="homotopy", function="baselines.homotopy:homotopy", kind="minimum-norm", norm="l0",
+            source="native", modes=MODES, threat="white-box",
+            citation="Zhu, Chen & Wang, 'Sparse and Imperceptible Adversarial Attack via a Homotopy Algorithm', "
+                     "ICML 2021, arXiv:2106.06027",
+            # Function defaults = the authors' release (ImageNet): eps 0.05, lambda_scale 3, lambda_decay 0.98,
+            # max_update 200, gamma 0.8, w1 1e-2, w2 1e-4, post_steps 200, post_max_update 10, maxiter 100,
+            # nmAPG eta 0.9 / delta 0.3 / rho 0.8. On 28x28 eps 0.05 caps the fooling rate (dense I-FGSM at
+            # 0.05: 67% / 14%) and max_update 200 is a quarter of the image; MNIST family: box only,
+            # max_update 5 (the release README: higher eps, lower max_update).
+            defaults={"mnist": {"eps": 1.0, "max_update": 5}},
+        ),
+        AttackEntry(
             name="sa-moo", function="baselines.sa_moo:sa_moo", kind="minimum-norm", norm="l0",
             source="native", modes=MODES, threat="black-box", citation=_SA_MOO_CITE,
             # Paper: k = 24 px and 1,000 queries CIFAR-10, k = 150 and 5,000 queries ImageNet; population 2,

@@ -25,9 +25,10 @@ import pandas as pd
 
 __all__ = ["ATTACK_NAMES", "PAPER_TABLES", "PaperTable", "compare_with_paper"]
 
-#: The paper's method names -> registry names (the minimum-norm form where the table needs one).
+#: The paper's method names -> registry names (the minimum-norm form where the table needs one;
+#: GreedyFool with a uniform distortion map, as registered: see baselines/greedyfool.py).
 ATTACK_NAMES = {
-    "C&W-L0": "cw-l0", "OnePixel": "onepixel", "SparseFool": "sparsefool", "GreedyFool": "greedyfool",
+    "C&W-L0": "cw-l0", "OnePixel": "onepixel", "SparseFool": "sparsefool", "GreedyFool": "greedyfool-uniform",
     "FMN": "fmn-l0", "Homotopy": "homotopy", "Sparse-RS": "sparse-rs-min", "SA-MOO": "sa-moo",
     "EGS-TSSA": "egs-tssa", "BruSLeAttack": "brusleattack-min", "proposed": "lin2025",
 }

@@ -37,6 +37,8 @@ FAST = {
     "onepixel": {"pixels": 5, "population": 50, "generations": 20},
     "greedyfool-uniform": {"max_iter": 100},
     "egs-tssa": {"train_steps": 20, "batch_size": 16},
+    "homotopy": {"eps": 1.0, "max_update": 5, "lambda_scale": 1.0, "max_outer": 20, "post_steps": 10,
+                 "inner_steps": 20, "linf_step": 0.05},
     "sa-moo": {"n_queries": 200},
     "brusleattack": {"k": 40, "n_queries": 300},
     "brusleattack-min": {"budgets": (1, 5, 20, 100), "n_queries": 150},
@@ -58,6 +60,8 @@ MIN_SUCCESS = {"i-fgsm": 0.75, "torchattacks/sparsefool": 0.75, "torchattacks/js
     "sa-moo": 0.125, "brusleattack": 0.375, "brusleattack-min": 0.375,
     # greedyfool-uniform 8/8 and 7/8; egs-tssa (20 training steps) 7/8 and 4/8.
     "greedyfool-uniform": 0.75, "egs-tssa": 0.375,
+    # homotopy: 8/8 untargeted, 7/8 targeted.
+    "homotopy": 0.625,
 }
 
 CASES = [(name, mode) for name, entry in ATTACKS.items() for mode in entry.modes]
