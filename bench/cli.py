@@ -16,7 +16,7 @@ DEFAULT_OUT = Path("results")
 
 def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, Path]:
     """Tables (Markdown, LaTeX, CSV), figures (PNG) and ``report.md`` of a stored run, from the store alone."""
-    from reports.plots import robust_accuracy_curves, sweep_curves, time_versus_l0
+    from reports.plots import example_grid, robust_accuracy_curves, sweep_curves, time_versus_l0
     from reports.tables import format_table, order_like_config, proposed_versus_best, summarize, write_tables
 
     run = store.get_run(run_id)
@@ -42,6 +42,9 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
         "seconds per sample against median L0": time_versus_l0(
             summary, directory / "plots" / "time-versus-l0.png", unit=config["budget_unit"]),
     }
+    grid = example_grid(store, run_id, directory / "plots" / "examples.png")
+    if grid is not None:
+        figures["clean, adversarial and perturbation (the paper's Figures 1 and 3)"] = grid
     for path in sweep_curves(summary, store.units(run_id), directory / "plots", unit=config["budget_unit"]):
         figures[f"sweep {path.stem.removeprefix('sweep-')}"] = path
     paths.update({f"plot {title}": path for title, path in figures.items()})

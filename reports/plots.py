@@ -8,6 +8,8 @@ units' hyperparameters) and writes one figure; none runs an attack.
   counts as robust unless the attack succeeded with at most ``k`` changed
   pixels (or elements).
 * :func:`time_versus_l0`: seconds per sample against median L0, per attack.
+* :func:`example_grid`: clean image, adversarial image and perturbation map
+  with its L0, per attack, for a few samples (the paper's Figures 1 and 3).
 * :func:`sweep_curves`: for entries that are one attack with one
   hyperparameter changed (a study such as ``lin2025-study`` or ``lin2025-fig7``),
   fooling rate and median L0 against that hyperparameter.
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["find_sweeps", "robust_accuracy_curves", "sweep_curves", "time_versus_l0"]
+__all__ = ["example_grid", "find_sweeps", "robust_accuracy_curves", "sweep_curves", "time_versus_l0"]
 
 PANEL_KEY = ["dataset", "model", "mode"]
 
@@ -75,7 +77,7 @@ def _axis_scale(axis, values: np.ndarray) -> None:
 
 def _save(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not figure.legends:
+    if not figure.legends and getattr(figure, "_suptitle", None) is None:
         figure.tight_layout()
     figure.savefig(path, dpi=110)
     _pyplot().close(figure)
@@ -209,3 +211,72 @@ def sweep_curves(summary: pd.DataFrame, units: pd.DataFrame, directory: Path, *,
         _legend_below(figure, [rate_axis], top=0.92)
         paths.append(_save(figure, directory / f"sweep-{attack}-{parameter.replace('+', '-')}.png"))
     return paths
+
+
+def _image(tensor) -> np.ndarray:
+    array = tensor.detach().cpu().numpy()
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
+
+
+def example_grid(store, run_id: str, path: Path, *, model: str | None = None, mode: str | None = None,
+                 n_samples: int = 3) -> Path | None:
+    """Clean image, then per attack the adversarial image and its perturbation map with L0.
+
+    For one (dataset, model, mode) of the run (default: the first), the first
+    ``n_samples`` samples (by test index) that every attack of that unit
+    attacked. Rows are the attacks, in the run's order; per sample, two
+    columns: the adversarial image (titled with the harness's verdict) and
+    the perturbation ``max_c |x_adv - x|`` per pixel, titled with its L0 in
+    pixels and elements. Returns None when the run has nothing to draw.
+    """
+    from bench.data import load_dataset
+    from reports.transfer import rebuild_examples
+
+    samples = store.samples(run_id)
+    if samples.empty:
+        return None
+    config = store.get_run(run_id)["config"]
+    dataset_name = config["datasets"][0]["name"]
+    model = model or config["datasets"][0]["models"][0]
+    mode = mode or config["modes"][0]
+    unit = samples[(samples["dataset"] == dataset_name) & (samples["model"] == model) & (samples["mode"] == mode)]
+    labels = [a.get("label") or a["name"] for a in config["attacks"]]
+    attacks = [a for a in dict.fromkeys(labels) if a in set(unit["attack"])]
+    if not attacks:
+        return None
+    common = set.intersection(*(set(unit.loc[unit["attack"] == a, "sample_id"]) for a in attacks))
+    chosen = unit[unit["sample_id"].isin(common)].sort_values("sample_index", kind="stable")
+    ids = list(dict.fromkeys(chosen["sample_id"]))[:n_samples]
+    if not ids:
+        return None
+    chosen = chosen[chosen["sample_id"].isin(ids)].set_index(["attack", "sample_id"])
+    rows = chosen.reset_index().sort_values("sample_index", kind="stable")
+    split = next((d.get("split", "test") for d in config["datasets"] if d["name"] == dataset_name), "test")
+    examples = rebuild_examples(store, run_id, dataset_name, load_dataset(dataset_name, split=split),
+                                rows.assign(model=model, mode=mode))
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(attacks) + 1, 2 * len(ids), figsize=(2.0 * 2 * len(ids), 2.1 * (len(attacks) + 1)),
+                                squeeze=False)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    for row, attack in enumerate(attacks, start=1):
+        clean, adversarial = examples[(model, attack, mode)]
+        order = list(rows.loc[rows["attack"] == attack, "sample_id"])
+        for column, sample_id in enumerate(ids):
+            i = order.index(sample_id)
+            record = chosen.loc[(attack, sample_id)]
+            if row == 1:
+                axes[0, 2 * column].imshow(_image(clean[i]), cmap="gray", vmin=0, vmax=1)
+                axes[0, 2 * column].set_title(f"clean {sample_id}, class {int(record['label'])}", fontsize=7)
+                axes[0, 2 * column + 1].set_visible(False)
+            verdict = (f"-> {int(record['adversarial_prediction'])}" if record["success"] else "failed")
+            axes[row, 2 * column].imshow(_image(adversarial[i]), cmap="gray", vmin=0, vmax=1)
+            axes[row, 2 * column].set_title(f"{attack}: {verdict}", fontsize=7)
+            change = (adversarial[i] - clean[i]).abs().amax(0).numpy()
+            axes[row, 2 * column + 1].imshow(change, cmap="magma", vmin=0, vmax=1)
+            axes[row, 2 * column + 1].set_title(
+                f"L0 {int(record['l0_pixels'])} px / {int(record['l0_elements'])} el", fontsize=7)
+    figure.suptitle(f"{model} {mode}: clean, adversarial and |perturbation| per pixel (run {run_id})", fontsize=9)
+    figure.tight_layout(rect=(0, 0, 1, 0.96))
+    return _save(figure, path)

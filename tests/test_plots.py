@@ -75,7 +75,7 @@ def test_report_writes_figures_and_a_page(study_store, capsys):
     assert "report.md" in capsys.readouterr().out
     plots = directory / "out" / run_id / "plots"
     names = sorted(p.name for p in plots.iterdir())
-    assert names == ["robust-accuracy.png", "sweep-lin2025-a.png", "time-versus-l0.png"]
+    assert names == ["examples.png", "robust-accuracy.png", "sweep-lin2025-a.png", "time-versus-l0.png"]
     assert all((plots / name).read_bytes().startswith(PNG) for name in names)
     page = (directory / "out" / run_id / "report.md").read_text()
     for name in names:
