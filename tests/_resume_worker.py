@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+import torch
+
 from bench.config import parse_config
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
@@ -26,6 +28,7 @@ CONFIG = {
 
 
 def main(store_path: str) -> None:
+    torch.set_num_threads(1)  # as the suite (tests/conftest.py): tiny batches on shared cores
     model = train_linear(n=1000, steps=60)
     with ResultsStore(store_path) as store:
         run_benchmark(parse_config(CONFIG), store, load_model=lambda name, dataset, device: model,

@@ -14,6 +14,16 @@ from tiny import train_linear
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """One intra-op thread for the whole suite: its batches are tiny, and on a shared 2-core
+    machine two threads ran the same tests up to twenty times slower (oversubscription)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Nothing a test trains (generators, models) lands in the user's ~/.cache/sparsebench."""
     patch = pytest.MonkeyPatch()

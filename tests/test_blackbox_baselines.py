@@ -27,7 +27,7 @@ from bench.data import get_batch
 from bench.verify import verify
 # Shared with the Sparse-RS tests: one thread for these loops of tiny ops (an autouse fixture), the 32
 # correctly classified samples with targets, a counted and verified run, a model that only answers queries.
-from test_fixed_budget import _one_thread, _OutputsOnly, _run, samples  # noqa: F401
+from test_fixed_budget import _OutputsOnly, _run, samples  # noqa: F401
 
 # Small query budgets for speed; the functions' defaults are the papers'.
 FAST = {

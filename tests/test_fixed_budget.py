@@ -36,15 +36,6 @@ MIN_SUCCESS = {"untargeted": 0.9, "targeted": 0.5}
 BUDGETS = (1, 2, 5, 10, 20, 50)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These loops run many tiny ops: on shared cores, more threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def samples(tiny_model, fashion_test):
     images, labels = get_batch(fashion_test, list(range(60)))

@@ -24,15 +24,6 @@ FAST = {"eps": 1.0, "max_update": 5, "lambda_scale": 1.0, "max_outer": 40, "post
         "linf_step": 0.05}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the batches are tiny and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def batch(tiny_model, fashion_test):
     """Eight correctly classified Fashion-MNIST test images, their labels and targets."""

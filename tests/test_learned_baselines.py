@@ -21,16 +21,12 @@ EGS_FAST = {"train_steps": 20, "batch_size": 16}
 
 @pytest.fixture(autouse=True, scope="module")
 def _own_cache_one_thread(tmp_path_factory):
-    """The module's generators go to a cache of its own (and this process's memory), not the user's;
-    one intra-op thread, as the tiny batches here ran about twenty times slower on two shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """The module's generators go to a cache of its own (and this process's memory), not the user's."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SPARSEBENCH_CACHE", str(tmp_path_factory.mktemp("default-cache")))
         forget_generators()
         yield
     forget_generators()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -30,16 +30,6 @@ EPS = 4 / 255
 TAU = 0.30
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these batches are tiny, and on a shared 2-core machine two
-    threads made each call about ten times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def batch(tiny_model, fashion_test):
     """Eight correctly classified Fashion-MNIST test images and their labels."""

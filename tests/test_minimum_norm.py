@@ -39,19 +39,6 @@ NAMES = list(FAST)
 MODES = ["untargeted", "targeted"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(tiny_model, fashion_test):
-    """One intra-op thread: these tiny problems run several times faster so on shared cores.
-
-    It asks for the session fixtures first, so they are built with the
-    default threads whatever the order of the test files.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def samples(tiny_model, fashion_test):
     """16 correctly classified test images, their labels and targets ``(label + 3) % 10``."""
