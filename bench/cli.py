@@ -107,8 +107,12 @@ def _short_citation(citation: str) -> str:
     import re
 
     author = re.split(r"[ ,]", citation, maxsplit=1)[0]
-    arxiv = re.search(r"arXiv:\d{4}\.\d{4,5}", citation)
-    return f"{author} et al., {arxiv.group(0)}" if arxiv else citation.split(",")[0]
+    own = citation.split(";")[0]  # the attack's own paper, not what it builds on or wraps
+    arxiv = re.search(r"arXiv:\d{4}\.\d{4,5}", own)
+    if arxiv:
+        return f"{author} et al., {arxiv.group(0)}"
+    venue = re.search(r"(?:CVPR|ICCV|ECCV|NeurIPS|ICML|ICLR|AAAI) \d{4}", own)
+    return f"{author} et al., {venue.group(0)}" if venue else citation.split(",")[0]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
