@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.data import load_dataset
+from bench.data import get_batch, load_dataset
 from tiny import train_linear
 
 
@@ -48,3 +48,12 @@ def fashion_test():
 @pytest.fixture(scope="session")
 def tiny_model() -> nn.Module:
     return train_linear()
+
+
+@pytest.fixture(scope="session")
+def samples(tiny_model, fashion_test):
+    """Up to 32 test images the tiny model classifies correctly, their labels and targets (label + 3)."""
+    images, labels = get_batch(fashion_test, list(range(60)))
+    correct = tiny_model(images).argmax(1) == labels
+    images, labels = images[correct][:32], labels[correct][:32]
+    return images, labels, (labels + 3) % 10

@@ -23,11 +23,9 @@ from baselines.sa_moo import (
     select_survivors,
 )
 from bench.counting import CountingModel
-from bench.data import get_batch
-from bench.verify import verify
-# Shared with the Sparse-RS tests: one thread for these loops of tiny ops (an autouse fixture), the 32
-# correctly classified samples with targets, a counted and verified run, a model that only answers queries.
-from test_fixed_budget import _OutputsOnly, _run, samples  # noqa: F401
+# Shared with the Sparse-RS tests: a counted and verified run, a model that only answers queries
+# (the `samples` fixture is in conftest.py).
+from tiny import OutputsOnly, run_verified
 
 # Small query budgets for speed; the functions' defaults are the papers'.
 FAST = {
@@ -44,7 +42,7 @@ MIN_SUCCESS = {"sa-moo": {"untargeted": 0.9, "targeted": 0.25},
 @pytest.mark.parametrize("name", list(FAST))
 def test_budget_success_and_queries(name, mode, tiny_model, samples):
     attack, fast = FAST[name]
-    verified, counting = _run(attack, tiny_model, samples, mode, **fast)
+    verified, counting = run_verified(attack, tiny_model, samples, mode, **fast)
     adversarial = verified.adversarial  # as returned: every example is valid (checked below)
     images, labels, targets = samples
     k = fast.get("k", 24)
@@ -82,7 +80,7 @@ def test_score_based_only(targeted, tiny_model, samples):
     # A model with trainable parameters: any gradient taken through it would be counted.
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
     model.load_state_dict(tiny_model.state_dict())
-    counting = CountingModel(_OutputsOnly(model))
+    counting = CountingModel(OutputsOnly(model))
     with torch.enable_grad():
         for output in (sa_moo(counting, images[:6], y, targeted=targeted, n_queries=30),
                        brusleattack(counting, images[:6], y, targeted=targeted, k=5, n_queries=30),
@@ -177,7 +175,7 @@ def test_seeds_reproduce(name, tiny_model, samples):
     outputs = []
     for seed in (0, 0, 1):
         torch.manual_seed(seed)
-        outputs.append(_run(attack, tiny_model, samples, "targeted", n=6, **{**fast, "n_queries": 60})[0].adversarial)
+        outputs.append(run_verified(attack, tiny_model, samples, "targeted", n=6, **{**fast, "n_queries": 60})[0].adversarial)
     assert torch.equal(outputs[0], outputs[1])
     assert not torch.equal(outputs[0], outputs[2])
 
@@ -186,9 +184,9 @@ def test_seeds_reproduce(name, tiny_model, samples):
 def test_brusleattack_min_is_sparser(mode, tiny_model, samples):
     budgets = (1, 5, 20, 50)
     torch.manual_seed(0)
-    single, single_cost = _run(brusleattack, tiny_model, samples, mode, n=8, k=50, n_queries=100)
+    single, single_cost = run_verified(brusleattack, tiny_model, samples, mode, n=8, k=50, n_queries=100)
     torch.manual_seed(0)
-    searched, search_cost = _run(brusleattack_min, tiny_model, samples, mode, n=8, budgets=budgets,
+    searched, search_cost = run_verified(brusleattack_min, tiny_model, samples, mode, n=8, budgets=budgets,
                                     n_queries=100)
     assert searched.valid.all()
     assert (searched.l0_pixels[~searched.success] == 0).all()  # a failure comes back as the clean input
@@ -204,7 +202,7 @@ def test_sa_moo_returns_the_sparsest_success(tiny_model, samples):
     runs = []
     for n_queries in (40, 200):
         torch.manual_seed(0)
-        runs.append(_run(sa_moo, tiny_model, samples, "untargeted", n=8, n_queries=n_queries,
+        runs.append(run_verified(sa_moo, tiny_model, samples, "untargeted", n=8, n_queries=n_queries,
                          size_objective="l0")[0])
     short, long = runs
     assert short.success.any() and (long.success >= short.success).all()

@@ -21,8 +21,7 @@ from baselines.pgd_l0 import pgd_l0, pgd_l0_min
 from baselines.sparse_pgd import sparse_pgd, sparse_pgd_min
 from baselines.sparse_rs import _random_corners, resample_schedule, sparse_rs, sparse_rs_min
 from bench.counting import CountingModel
-from bench.data import get_batch
-from bench.verify import verify
+from tiny import OutputsOnly, run_verified
 
 # Small budgets for speed; the functions' defaults are the papers'.
 FAST = {
@@ -36,29 +35,12 @@ MIN_SUCCESS = {"untargeted": 0.9, "targeted": 0.5}
 BUDGETS = (1, 2, 5, 10, 20, 50)
 
 
-@pytest.fixture(scope="module")
-def samples(tiny_model, fashion_test):
-    images, labels = get_batch(fashion_test, list(range(60)))
-    correct = tiny_model(images).argmax(1) == labels
-    images, labels = images[correct][:32], labels[correct][:32]
-    return images, labels, (labels + 3) % 10
-
-
-def _run(attack, model, samples, mode, n=None, **hyperparameters):
-    images, labels, targets = (tensor[:n] for tensor in samples)
-    targeted = mode == "targeted"
-    counting = CountingModel(model)
-    adversarial = attack(counting, images, targets if targeted else labels, targeted=targeted, **hyperparameters)
-    verified = verify(model, images, adversarial, labels, targets=targets if targeted else None)
-    return verified, counting
-
-
 @pytest.mark.parametrize("k", [2, 20])
 @pytest.mark.parametrize("mode", ["untargeted", "targeted"])
 @pytest.mark.parametrize("name", list(FAST))
 def test_fixed_budget_attack(name, mode, k, tiny_model, samples):
     attack, _, fast = FAST[name]
-    verified, counting = _run(attack, tiny_model, samples, mode, k=k, **fast)
+    verified, counting = run_verified(attack, tiny_model, samples, mode, k=k, **fast)
     _, labels, targets = samples
 
     assert verified.valid.all(), verified.violation
@@ -83,9 +65,9 @@ def test_search_is_sparser_and_counted(name, mode, tiny_model, samples):
     attack, attack_min, fast = FAST[name]
     largest = max(BUDGETS)
     torch.manual_seed(0)
-    single, single_cost = _run(attack, tiny_model, samples, mode, n=16, k=largest, **fast)
+    single, single_cost = run_verified(attack, tiny_model, samples, mode, n=16, k=largest, **fast)
     torch.manual_seed(0)
-    searched, search_cost = _run(attack_min, tiny_model, samples, mode, n=16, budgets=BUDGETS, **fast)
+    searched, search_cost = run_verified(attack_min, tiny_model, samples, mode, n=16, budgets=BUDGETS, **fast)
 
     assert searched.valid.all(), searched.violation
     assert (searched.l0_pixels <= largest).all()
@@ -102,32 +84,10 @@ def test_search_is_sparser_and_counted(name, mode, tiny_model, samples):
         assert search_cost.backward_samples > single_cost.backward_samples
 
 
-class _NoGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits):
-        return logits.view_as(logits)
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise AssertionError("Sparse-RS asked for a gradient")
-
-
-class _OutputsOnly(nn.Module):
-    """A model that only answers queries: no grad mode, no inputs that require grad, no backward."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs):
-        assert not torch.is_grad_enabled() and not inputs.requires_grad
-        return _NoGradient.apply(self.model(inputs))
-
-
 @pytest.mark.parametrize("targeted", [False, True])
 def test_sparse_rs_is_score_based(targeted, tiny_model, samples):
     images, labels, targets = samples
-    model = _OutputsOnly(tiny_model)
+    model = OutputsOnly(tiny_model)
     adversarial = sparse_rs(model, images[:8], (targets if targeted else labels)[:8], targeted=targeted,
                             k=10, n_queries=50)
     assert (l0_pixels(images[:8], adversarial) <= 10).all()

@@ -15,7 +15,6 @@ import baselines.homotopy as homotopy_module
 from attacks.losses import logit_margin
 from attacks.norms import l0_elements
 from baselines.homotopy import _Objective, _post_attack, homotopy, initial_lambda, prox_l0_box
-from bench.data import get_batch
 from bench.verify import verify
 
 # Small budgets for the tiny linear model: no L-inf bound beyond the box, few elements per
@@ -25,12 +24,9 @@ FAST = {"eps": 1.0, "max_update": 5, "lambda_scale": 1.0, "max_outer": 40, "post
 
 
 @pytest.fixture(scope="module")
-def batch(tiny_model, fashion_test):
-    """Eight correctly classified Fashion-MNIST test images, their labels and targets."""
-    images, labels = get_batch(fashion_test, list(range(40)))
-    correct = tiny_model(images).argmax(1) == labels
-    images, labels = images[correct][:8], labels[correct][:8]
-    return images, labels, (labels + 3) % 10
+def batch(samples):
+    """Eight correctly classified Fashion-MNIST test images, their labels and targets (conftest's samples)."""
+    return tuple(tensor[:8] for tensor in samples)
 
 
 class _Spy:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.counting import CountingModel
 from bench.data import get_batch, load_dataset
+from bench.verify import verify
 
 
 def train_linear(n: int = 3000, steps: int = 150, seed: int = 0) -> nn.Module:
@@ -20,3 +22,35 @@ def train_linear(n: int = 3000, steps: int = 150, seed: int = 0) -> nn.Module:
         nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
     return model.eval().requires_grad_(False)
+
+
+def run_verified(attack, model, samples, mode, n=None, **hyperparameters):
+    """Run ``attack`` through a counting wrapper on ``samples`` (images, labels, targets) and verify it."""
+    images, labels, targets = (tensor[:n] for tensor in samples)
+    targeted = mode == "targeted"
+    counting = CountingModel(model)
+    adversarial = attack(counting, images, targets if targeted else labels, targeted=targeted, **hyperparameters)
+    verified = verify(model, images, adversarial, labels, targets=targets if targeted else None)
+    return verified, counting
+
+
+class _NoGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits):
+        return logits.view_as(logits)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise AssertionError("a black-box attack asked for a gradient")
+
+
+class OutputsOnly(nn.Module):
+    """A model that only answers queries: no grad mode, no inputs that require grad, no backward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs):
+        assert not torch.is_grad_enabled() and not inputs.requires_grad
+        return _NoGradient.apply(self.model(inputs))
