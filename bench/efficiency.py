@@ -86,6 +86,8 @@ class Efficiency:
     ratio: float
     ratio_low: float
     ratio_high: float
+    peak_memory_mib: float | None
+    """Peak device memory the attack allocated (CUDA; the largest over rounds), None on other devices."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,11 +114,16 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
     if warmup:
         attack(counting, inputs[:warmup], goal[:warmup], targeted=targeted)
     batch = inputs.shape[0]
-    measured, bare, ratios = [], [], []
+    measured, bare, ratios, peaks = [], [], [], []
+    cuda = inputs.device.type == "cuda"
     for _ in range(rounds):
         counting.reset()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(inputs.device)
         with timed(inputs.device, clock) as seconds:
             attack(counting, inputs, goal, targeted=targeted)
+        if cuda:
+            peaks.append(torch.cuda.max_memory_allocated(inputs.device) / 2**20)
         forward, backward = counting.forward_samples / batch, counting.backward_samples / batch
         t_forward, t_forward_backward = bare_pass_seconds(model, inputs, labels, repeats=repeats, clock=clock)
         expected = (forward - backward) * t_forward + backward * t_forward_backward
@@ -140,4 +147,5 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
         ratio=statistics.median(ratios),
         ratio_low=min(ratios),
         ratio_high=max(ratios),
+        peak_memory_mib=max(peaks) if peaks else None,
     )

@@ -58,6 +58,7 @@ def test_cpu_clock_counts_work_and_refuses_other_devices(tiny_model, fashion_tes
     result = measure_efficiency(get_attack("i-fgsm", steps=3), tiny_model, images, labels, warmup=0, repeats=2,
                                 clock="cpu")
     assert result.clock == "cpu" and result.seconds_per_sample > 0 and result.bare_forward_seconds > 0
+    assert result.peak_memory_mib is None  # recorded on CUDA devices only
     with pytest.raises(ValueError, match="clock: 'sundial'"):
         bare_pass_seconds(tiny_model, images, labels, clock="sundial")
     with pytest.raises(ValueError, match="clock: 'cpu' times CPU work only"):
