@@ -92,7 +92,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{'resuming' if resumed else 'starting'} run {run_id} -> {args.store}", file=sys.stderr)
         started = time.perf_counter()
         try:
-            run_benchmark(config, store, run_id=run_id, cache_dir=args.cache_dir, progress=not args.no_progress)
+            if args.ray is None:
+                run_benchmark(config, store, run_id=run_id, cache_dir=args.cache_dir, progress=not args.no_progress)
+            else:
+                from bench.distributed import run_distributed
+
+                run_distributed(config, store, run_id=run_id, cache_dir=args.cache_dir,
+                                address=None if args.ray == "local" else args.ray,
+                                batches_per_shard=args.shard_batches, retries=args.retries,
+                                gpus_per_task=args.gpus_per_task, progress=not args.no_progress)
         except KeyboardInterrupt:
             print(f"\ninterrupted: whole batches are stored; run the same command to resume run {run_id}",
                   file=sys.stderr)
@@ -253,47 +261,135 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_inputs(args: argparse.Namespace, device):
+    """The model and one batch to time on: real correctly classified test images, or with
+    ``--synthetic`` an untrained model of the architecture and uniform random inputs whose
+    labels are its own predictions (so each is "correctly classified" and success means something)."""
+    import torch
+
+    from bench.data import DATASETS, get_batch, load_dataset
+    from bench.models import load_model, untrained_model
+    from bench.runner import choose_targets, select_samples
+
+    info = DATASETS[args.dataset]
+    limit = args.samples if args.batch_size == "auto" else int(args.batch_size)
+    if args.synthetic:
+        model = untrained_model(args.model, args.dataset, seed=args.seed, device=device)
+        generator = torch.Generator().manual_seed(args.seed)
+        inputs = torch.rand((limit, *info.shape), generator=generator).to(device)
+        with torch.no_grad():
+            labels = model(inputs).argmax(1)
+        offsets = torch.randint(1, info.num_classes, (limit,), generator=generator).to(device)
+        return model, inputs, labels, (labels + offsets) % info.num_classes
+    model = load_model(args.model, args.dataset, cache_dir=args.cache_dir, device=device)
+    dataset = load_dataset(args.dataset)
+    selection = select_samples(model, dataset, n_samples=limit, seed=args.seed, device=device)
+    inputs, labels = get_batch(dataset, selection.indices)
+    targets = choose_targets(selection, how="random", seed=args.seed, num_classes=info.num_classes)
+    return model, inputs.to(device), labels.to(device), targets.to(device)
+
+
+def _bench_attacks(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
+    """``(label, registry name, overrides)`` of each attack to time: the names given (``native``
+    standing for every native entry), with overrides from ``--overrides-from``'s config."""
+    from bench.config import load_config, resolve_config
+    from bench.registry import ATTACKS, get_entry
+
+    overrides: dict[str, dict] = {}
+    if args.overrides_from:
+        for attack in load_config(resolve_config(args.overrides_from)).attacks:
+            overrides.setdefault(attack.name, dict(attack.overrides))
+    names: list[str] = []
+    for name in args.attacks:
+        expanded = [e.name for e in ATTACKS.values() if e.source == "native"] if name == "native" else [name]
+        names += [n for n in expanded if n not in names]
+    for name in names:
+        get_entry(name)  # fail before any work on an unknown name
+    return [(name, name, overrides.get(name, {})) for name in names]
+
+
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive integer nor 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
     import pandas as pd
     import torch
 
     from bench.efficiency import measure_efficiency
-    from bench.models import load_model
-    from bench.provenance import hardware
-    from bench.registry import get_attack, get_entry
-    from bench.runner import resolve_device, select_samples, choose_targets
-    from bench.data import DATASETS, get_batch, load_dataset
+    from bench.provenance import git_commit, hardware, versions
+    from bench.registry import get_attack
+    from bench.runner import resolve_device
+    from bench.speed import largest_batch, speed_up
 
     device = resolve_device(args.device)
-    for name in args.attacks:
-        get_entry(name)  # fail before any work on an unknown name
-    model = load_model(args.model, args.dataset, cache_dir=args.cache_dir, device=device)
-    dataset = load_dataset(args.dataset)
-    selection = select_samples(model, dataset, n_samples=args.batch_size, seed=args.seed, device=device)
-    inputs, labels = get_batch(dataset, selection.indices)
-    inputs, labels = inputs.to(device), labels.to(device)
-    targets = choose_targets(selection, how="random", seed=args.seed, num_classes=DATASETS[args.dataset].num_classes)
-    rows = []
-    for name in args.attacks:
-        attack = get_attack(name, dataset=args.dataset)
-        for mode in args.modes:
-            if mode not in attack.entry.modes:
-                continue
-            torch.manual_seed(args.seed)
-            result = measure_efficiency(attack, model, inputs, labels, rounds=args.rounds, clock=args.clock,
-                                        targets=targets.to(device) if mode == "targeted" else None)
-            rows.append(result.as_dict())
-            print(f"{name} {mode}: ratio {result.ratio:.3f}", file=sys.stderr)
+    attacks = _bench_attacks(args)
+    model, all_inputs, all_labels, all_targets = _bench_inputs(args, device)
+    attacked = speed_up(model, precision=args.precision, channels_last=args.channels_last, device=device)
+    inputs_kind = ("untrained weights, uniform random inputs labelled by the model" if args.synthetic
+                   else "correctly classified test images")
+    caption = (f"model {args.model} ({args.dataset}), {inputs_kind}, precision {args.precision}"
+               f"{', channels-last' if args.channels_last else ''}; {hardware(device)}")
+    rows: list[dict] = []
+
+    def write(table: pd.DataFrame) -> None:  # after every row: a run cut short keeps what it measured
+        if args.out is None:
+            return
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out / "bench.csv", index=False)
+        shown = table.drop(columns=["overrides"]).to_markdown(index=False, floatfmt=".4g")
+        (args.out / "bench.md").write_text(f"{caption}\n\n{shown}\n")
+        (args.out / "bench.json").write_text(json.dumps({
+            "command": "sparsebench " + " ".join(sys.argv[1:]), "hardware": hardware(device), "versions": versions(),
+            "git_commit": git_commit(), "rows": rows}, indent=2, default=str) + "\n")
+
+    for label, name, overrides in attacks:
+        attack = get_attack(name, dataset=args.dataset, **overrides)
+        entry = attack.entry
+        for mode in (m for m in args.modes if m in entry.modes):
+            targets = all_targets if mode == "targeted" else None
+            base = {"attack": label, "mode": mode, "overrides": json.dumps(overrides, sort_keys=True)}
+            try:
+                attack.prepare(model, targeted=mode == "targeted", cache_dir=args.cache_dir, progress=False)
+                size, chosen_by = len(all_labels), "--batch-size"
+                if args.batch_size == "auto":
+                    torch.manual_seed(args.seed)
+                    estimate = largest_batch(attack, attacked, all_inputs, all_labels, targets=targets,
+                                             limit=len(all_labels))
+                    size, chosen_by = estimate.batch_size, f"auto: {estimate.reason}"
+                torch.manual_seed(args.seed)
+                result = measure_efficiency(attack, attacked, all_inputs[:size], all_labels[:size],
+                                            rounds=args.rounds, clock=args.clock,
+                                            targets=targets[:size] if targets is not None else None)
+            except Exception as error:  # one attack's failure is a row that says why, not the end of the table
+                rows.append({**base, "error": f"{type(error).__name__}: {error}"})
+                print(f"{label} {mode}: {rows[-1]['error']}", file=sys.stderr)
+            else:
+                rows.append({**base, **{k: v for k, v in result.as_dict().items() if k not in ("attack", "mode")},
+                             "batch_chosen_by": chosen_by})
+                print(f"{label} {mode}: ratio {result.ratio:.3f}", file=sys.stderr)
+            write(pd.DataFrame(rows))
     table = pd.DataFrame(rows)
-    print(f"model {args.model} ({args.dataset}), {len(labels)} correctly classified test images in one batch, "
-          f"{hardware(device)}")
-    print(table.to_markdown(index=False, floatfmt=".4g"))
-    if args.max_ratio is not None:
+    print(caption)
+    print(table.drop(columns=["overrides"]).to_markdown(index=False, floatfmt=".4g"))
+    if "error" in table:
+        print(f"failed: {', '.join(table[table['error'].notna()]['attack'])}", file=sys.stderr)
+    if args.max_ratio is not None and "ratio" in table:
         over = table[table["ratio"] > args.max_ratio]
         if not over.empty:
             print(f"ratio above {args.max_ratio}: {', '.join(over['attack'] + '/' + over['mode'])}", file=sys.stderr)
             return 1
-    return 0
+    return 1 if "error" in table else 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -331,6 +427,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="model and data cache (default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
     run.add_argument("--new-run", action="store_true", help="start a new run instead of resuming the config's run")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    fan_out = run.add_argument_group(
+        "fan-out over many workers (Ray; pip install 'sparsebench[ray]'; see bench/distributed.py)")
+    fan_out.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                         help="run the units' batches as Ray tasks: on a local Ray cluster started here (no "
+                              "ADDRESS), the cluster of this node ('auto') or a Ray Client address "
+                              "('ray://host:10001'). This process alone writes the store.")
+    fan_out.add_argument("--shard-batches", type=int, default=1, metavar="N",
+                         help="batches per task (default: 1)")
+    fan_out.add_argument("--retries", type=int, default=2, help="extra attempts for a failed task (default: 2)")
+    fan_out.add_argument("--gpus-per-task", type=float, default=0,
+                         help="GPUs each task asks Ray for (default: 0; 1 on GPU nodes)")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="print the attack registry")
@@ -382,10 +489,24 @@ def build_parser() -> argparse.ArgumentParser:
                     "seconds per sample with (forward - backward) x bare forward + backward x bare "
                     "forward+backward time per sample of the same model, batch and device (ratio 1.0 is the "
                     "limit). See bench/efficiency.py.")
-    bench.add_argument("attacks", nargs="+", help="registry names")
+    bench.add_argument("attacks", nargs="+", help="registry names; 'native' means every native attack")
     bench.add_argument("--model", default="smallcnn-standard", help="default: smallcnn-standard")
     bench.add_argument("--dataset", default="fashion-mnist", help="default: fashion-mnist")
-    bench.add_argument("--batch-size", type=int, default=256, help="default: 256")
+    bench.add_argument("--batch-size", type=_batch_size, default=256,
+                       help="samples in the timed batch, or 'auto': the largest that fits the device "
+                            "(measured at two small batches, at most --samples; bench/speed.py) (default: 256)")
+    bench.add_argument("--samples", type=int, default=4096,
+                       help="with --batch-size auto, the most samples to time on (default: 4096)")
+    bench.add_argument("--synthetic", action="store_true",
+                       help="time on the model's architecture with untrained weights and uniform random "
+                            "inputs (no weights or data needed; e.g. robustbench/Standard on cifar10)")
+    bench.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                       help="autocast of the attacked model (default: fp32; fp16 needs CUDA)")
+    bench.add_argument("--channels-last", action="store_true", help="attacked model in channels-last layout")
+    bench.add_argument("--overrides-from", metavar="CONFIG",
+                       help="take each attack's overrides from this config's [[attacks]] (file or packaged name)")
+    bench.add_argument("--out", type=Path, default=None,
+                       help="also write bench.md, bench.csv and bench.json (with the command and hardware) here")
     bench.add_argument("--modes", nargs="+", default=["untargeted", "targeted"], choices=["untargeted", "targeted"])
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
     bench.add_argument("--seed", type=int, default=0)

@@ -11,6 +11,12 @@ A config says what to measure::
     budgets = [1, 2, 5, 10, 20, 50]  # L0 budgets k for "fooling rate within k"
     budget_unit = "pixels"           # or "elements"
     device = "auto"
+    warmup = "auto"          # an untimed run of each unit's first batch: true, false, auto (on CUDA)
+    precision = "fp32"       # the attacked model's autocast: fp32, bf16, fp16 (CUDA)
+    channels_last = false    # the attacked model in channels-last memory layout
+
+``batch_size = "auto"`` picks each unit's batch size from the attack's
+measured memory on the device (:func:`bench.speed.largest_batch`).
 
     [[datasets]]
     name = "fashion-mnist"
@@ -38,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.registry import MODES, check_overrides, get_entry
+from bench.speed import PRECISIONS
 
 __all__ = [
     "AttackConfig", "BenchmarkConfig", "DatasetConfig", "default_config_path", "load_config", "packaged_configs",
@@ -71,26 +78,44 @@ class BenchmarkConfig:
     name: str = "benchmark"
     seed: int = 0
     n_samples: int = 100
-    batch_size: int = 100
+    batch_size: int | str = 100
     modes: tuple[str, ...] = MODES
     target_selection: str = "random"
     budgets: tuple[int, ...] = (1, 2, 5, 10, 20, 50)
     budget_unit: str = "pixels"
     device: str = "auto"
+    warmup: bool | str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def fingerprint(self) -> str:
-        """A short hash of everything that decides the results (not the device)."""
+        """A short hash of everything that decides the results.
+
+        Not the device or the warm-up, which change only the time. The speed
+        options that can change results (precision, channels-last) count
+        when they are not at their defaults, so configs written before they
+        existed keep their fingerprints, and their runs resume.
+        """
         content = self.to_dict()
-        content.pop("device")
+        for key in _TIME_ONLY:
+            content.pop(key)
+        for key, default in _LATER_FIELDS.items():
+            if content[key] == default:
+                content.pop(key)
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
+_TIME_ONLY = ("device", "warmup")
+_LATER_FIELDS = {"precision": "fp32", "channels_last": False}
+
+
 _TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "name": str, "seed": int, "n_samples": int, "batch_size": int, "modes": list,
+    "name": str, "seed": int, "n_samples": int, "batch_size": (int, str), "modes": list,
     "target_selection": str, "budgets": list, "budget_unit": str, "device": str,
+    "warmup": (bool, str), "precision": str, "channels_last": bool,
     "datasets": list, "attacks": list,
 }
 _DATASET_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "models": list, "root": str, "split": str}
@@ -103,7 +128,8 @@ def _check_fields(where: str, table: Mapping[str, Any], fields: Mapping[str, typ
         if key not in fields:
             raise ValueError(f"{where}: unknown field {key!r}; allowed: {', '.join(fields)}")
         expected = fields[key]
-        if isinstance(value, bool) and expected is int or not isinstance(value, expected):
+        types = expected if isinstance(expected, tuple) else (expected,)
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             name = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
             raise ValueError(f"{where}.{key}: {value!r} is a {type(value).__name__}; expected {name}")
     for key in required:
@@ -144,9 +170,17 @@ def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
     top = dict(data)
     if "seed" in top and top["seed"] < 0:
         raise ValueError(f"config.seed: {top['seed']!r} must be >= 0")
-    for key in ("n_samples", "batch_size"):
-        if key in top:
-            _positive(f"config.{key}", top[key])
+    if "n_samples" in top:
+        _positive("config.n_samples", top["n_samples"])
+    if isinstance(top.get("batch_size"), str):
+        if top["batch_size"] != "auto":
+            raise ValueError(f"config.batch_size: {top['batch_size']!r} is a str; expected a positive int or 'auto'")
+    elif "batch_size" in top:
+        _positive("config.batch_size", top["batch_size"])
+    if isinstance(top.get("warmup"), str) and top["warmup"] != "auto":
+        raise ValueError(f"config.warmup: {top['warmup']!r} is a str; expected true, false or 'auto'")
+    if "precision" in top:
+        _choices("config.precision", [top["precision"]], PRECISIONS)
     modes = _choices("config.modes", top.get("modes", list(MODES)), MODES)
     if "target_selection" in top:
         _choices("config.target_selection", [top["target_selection"]], TARGET_SELECTIONS)

@@ -55,6 +55,7 @@ __all__ = [
     "small_cnn_cache_path",
     "torchvision_classifier",
     "train_small_cnn",
+    "untrained_model",
 ]
 
 FLAVOURS = ("standard", "pgd-at", "fast-at")
@@ -823,6 +824,31 @@ def _load_robustbench(
             f"{entry.name}: robustbench could not download the checkpoint "
             f"({type(error).__name__}: {error}). {advice}"
         ) from error
+
+
+def untrained_model(name: str, dataset: str, *, seed: int = 0, device: str | torch.device = "cpu") -> nn.Module:
+    """The architecture of a registered model with random weights (seeded), prepared for attack.
+
+    For timing where the weights do not matter (the cost of a pass does not
+    depend on them) and cannot be had (no network): RobustBench's zoo
+    constructor for the model (its normalisation included), torchvision's
+    builder with ``weights=None`` behind the ImageNet normalisation, or our
+    own architecture. Nothing is read from or written to any cache.
+    """
+    entry = _entry(name, dataset)
+    torch.manual_seed(seed)
+    if entry.source == "sparsebench":
+        model = ARCHITECTURES[entry.architecture](DATASETS[dataset].num_classes)
+    elif entry.source == "robustbench":
+        robustbench = _import_robustbench()
+        from robustbench.model_zoo import model_dicts
+        from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+        del robustbench
+        model = model_dicts[BenchmarkDataset(dataset)][ThreatModel.Linf][entry.target]["model"]()
+    else:
+        model = torchvision_classifier(entry.target, weights=None)
+    return prepare_model(model, device)
 
 
 # --------------------------------------------------------------------------

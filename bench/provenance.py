@@ -27,8 +27,17 @@ def versions() -> dict[str, str | None]:
     return found
 
 
+COMMIT_ENV = "SPARSEBENCH_GIT_COMMIT"
+
+
 def git_commit() -> str | None:
-    """The project's git commit, with ``+dirty`` when the tree has uncommitted changes."""
+    """The project's git commit, with ``+dirty`` when the tree has uncommitted changes.
+
+    A tree that is not a git checkout (a copy sent to a GPU machine, an
+    unpacked sdist) says which commit it is through ``$SPARSEBENCH_GIT_COMMIT``.
+    """
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,

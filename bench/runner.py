@@ -39,7 +39,11 @@ from bench.registry import get_attack
 from bench.store import ResultsStore, SampleRow, encode_example
 from bench.verify import verify
 
-__all__ = ["ModelLoader", "Selection", "resolve_device", "run_benchmark", "select_samples", "choose_targets"]
+__all__ = [
+    "ModelLoader", "ModelSession", "Selection", "Unit", "attack_batch", "batch_bounds", "batch_seed",
+    "choose_batch_size", "choose_targets", "make_unit", "open_model", "prepare_unit", "record_unit",
+    "resolve_device", "run_benchmark", "select_samples", "start_run", "warm_up", "wants_warmup",
+]
 
 ModelLoader = Callable[[str, str, torch.device], nn.Module]
 """``(model name, dataset name, device) -> model`` ready for attack (eval mode, frozen)."""
@@ -136,6 +140,184 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass
+class ModelSession:
+    """One model ready to be attacked: its data, the samples chosen, and the two views of it.
+
+    ``model`` is the float32 original, which selects the samples and verifies
+    every example; ``counting`` wraps ``attacked`` (the model under the
+    config's speed options, see :mod:`bench.speed`) and is what attacks run on.
+    """
+
+    dataset_name: str
+    split: str
+    dataset: object
+    num_classes: int
+    model_name: str
+    model: nn.Module
+    counting: CountingModel
+    selection: Selection
+    device: torch.device
+
+
+@dataclass
+class Unit:
+    """One (dataset, model, attack, mode) of a run, its attack built and its targets chosen."""
+
+    key: tuple[str, str, str, str]
+    attack: object
+    targets: Tensor | None
+
+
+def open_model(config: BenchmarkConfig, dataset_name: str, split: str, dataset, model_name: str,
+               loader: ModelLoader, device: torch.device) -> ModelSession:
+    """Load a model, prepare it and its attacked view, and select its samples."""
+    from bench.data import DATASETS
+    from bench.models import prepare_model
+    from bench.speed import speed_up
+
+    model = prepare_model(loader(model_name, dataset_name, device), device)
+    attacked = speed_up(model, precision=config.precision, channels_last=config.channels_last, device=device)
+    selection = select_samples(model, dataset, n_samples=config.n_samples, seed=config.seed, device=device)
+    return ModelSession(dataset_name, split, dataset, DATASETS[dataset_name].num_classes, model_name, model,
+                        CountingModel(attacked), selection, device)
+
+
+def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mode: str) -> Unit:
+    """Build the unit's attack (with the config's overrides) and choose its targets."""
+    attack = get_attack(attack_config.name, dataset=session.dataset_name, **attack_config.overrides)
+    targets = (choose_targets(session.selection, how=config.target_selection, seed=config.seed,
+                              num_classes=session.num_classes)
+               if mode == "targeted" else None)
+    return Unit((session.dataset_name, session.model_name, attack_config.label, mode), attack, targets)
+
+
+def prepare_unit(unit: Unit, session: ModelSession, *, cache_dir: Path | None, progress: bool) -> None:
+    """The attack's one-off preparation: outside the timing and on the bare model, since
+    what an attack learns once is not its cost."""
+    unit.attack.prepare(session.model, targeted=unit.key[3] == "targeted", cache_dir=cache_dir, progress=progress)
+
+
+def _batch_inputs(session: ModelSession, unit: Unit, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor | None]:
+    images, labels = get_batch(session.dataset, session.selection.indices[start:stop])
+    targets = unit.targets[start:stop].to(session.device) if unit.targets is not None else None
+    return images.to(session.device), labels.to(session.device), targets
+
+
+def choose_batch_size(config: BenchmarkConfig, session: ModelSession, unit: Unit) -> int:
+    """The config's batch size, or with ``"auto"`` :func:`bench.speed.largest_batch`'s (at most the samples)."""
+    from bench.speed import largest_batch
+
+    n = len(session.selection.indices)
+    if config.batch_size != "auto":
+        return int(config.batch_size)
+    images, labels, targets = _batch_inputs(session, unit, 0, n)
+    return largest_batch(unit.attack, session.counting.model, images, labels, targets=targets, limit=n).batch_size
+
+
+def wants_warmup(config: BenchmarkConfig, device: torch.device) -> bool:
+    """``warmup = "auto"`` warms up on CUDA, where the first call loads kernels and picks algorithms."""
+    return device.type == "cuda" if config.warmup == "auto" else bool(config.warmup)
+
+
+def warm_up(session: ModelSession, unit: Unit, start: int, stop: int) -> None:
+    """Run the attack once, untimed and unrecorded, on the samples of a batch of the real shape.
+
+    Same shape, same kernels: CUDA loads kernels lazily and cuDNN/cuBLAS pick
+    algorithms per shape, so a smaller warm-up batch would leave part of that
+    one-off cost in the first timed batch. Every timed batch reseeds, so the
+    warm-up changes no result.
+    """
+    images, labels, targets = _batch_inputs(session, unit, start, stop)
+    unit.attack(session.counting, images, targets if targets is not None else labels, targeted=targets is not None)
+    session.counting.reset()
+
+
+def attack_batch(session: ModelSession, unit: Unit, batch: int, start: int, stop: int,
+                 seed: int) -> tuple[list[SampleRow], list[tuple]]:
+    """Attack one batch, timed and counted, verify every example, and return its rows and examples.
+
+    The clock (synchronised with the device at both ends, :func:`bench.counting.timed`)
+    covers the attack call alone: not loading the data, not verification.
+    On CUDA the peak memory allocated during the call is recorded too.
+    """
+    key, device, counting = unit.key, session.device, session.counting
+    indices = session.selection.indices[start:stop]
+    images, labels, batch_targets = _batch_inputs(session, unit, start, stop)
+    size = len(indices)
+
+    seed_everything(seed)
+    counting.reset()
+    error = ""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    with timed(device) as seconds:
+        try:
+            adversarial = unit.attack(counting, images, batch_targets if batch_targets is not None else labels,
+                                      targeted=batch_targets is not None)
+        except Exception as exc:  # the run goes on; the batch counts as failed and says why
+            error = f"attack raised {type(exc).__name__}: {exc}"
+            warnings.warn(f"{'/'.join(key)} batch {batch}: {error}", RuntimeWarning, stacklevel=2)
+            adversarial = images
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+    verified = verify(session.model, images, adversarial, labels, targets=batch_targets)
+
+    rows, examples = [], []
+    for i, index in enumerate(indices):
+        sample_id = f"{session.split}/{index}"
+        rows.append(SampleRow(
+            sample_id=sample_id,
+            sample_index=index,
+            input_sha1=_sha1(images[i]),
+            batch=batch,
+            label=int(labels[i]),
+            target=int(batch_targets[i]) if batch_targets is not None else None,
+            adversarial_prediction=int(verified.adversarial_prediction[i]),
+            valid=bool(verified.valid[i]) and not error,
+            violation=error or verified.violation[i],
+            success=bool(verified.success[i]) and not error,
+            l0_elements=int(verified.l0_elements[i]),
+            l0_pixels=int(verified.l0_pixels[i]),
+            l1=float(verified.l1[i]),
+            l2=float(verified.l2[i]),
+            linf=float(verified.linf[i]),
+            forward_passes=counting.forward_samples / size,
+            backward_passes=counting.backward_samples / size,
+            seconds=seconds[0] / size,
+            peak_memory_mib=peak,
+        ))
+        examples.append((sample_id, list(images[i].shape), *encode_example(images[i], verified.adversarial[i])))
+    return rows, examples
+
+
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int, int]]:
+    """``(batch, start, stop)`` of each batch of ``n`` samples."""
+    return [(b, start, min(start + batch_size, n)) for b, start in enumerate(range(0, n, batch_size))]
+
+
+def batch_seed(config: BenchmarkConfig, key: tuple[str, ...], batch: int) -> int:
+    """A batch's seed: from the config's seed and the batch's identity alone, never from what ran before."""
+    return _seed(config.seed, *key, batch)
+
+
+def record_unit(store: ResultsStore, run_id: str, session: ModelSession, unit: Unit, batch_size: int) -> None:
+    store.put_unit(run_id, unit.key, attack_name=unit.attack.name, hyperparameters=unit.attack.hyperparameters,
+                   samples_planned=len(session.selection.indices),
+                   candidates_seen=session.selection.candidates_seen,
+                   clean_correct=len(session.selection.indices), batch_size=batch_size)
+
+
+def start_run(config: BenchmarkConfig, store: ResultsStore, run_id: str | None,
+              device: torch.device) -> str:
+    """Create the run's record unless it exists (then it is resumed); return its id."""
+    run_id = run_id or f"{config.name}-{config.fingerprint()}"
+    if store.get_run(run_id) is None:
+        store.create_run(run_id, name=config.name, created=_now(), config=config.to_dict(), seed=config.seed,
+                         versions=versions(), git_commit=git_commit(), hardware=hardware(device))
+    return run_id
+
+
 def run_benchmark(
     config: BenchmarkConfig,
     store: ResultsStore,
@@ -163,100 +345,43 @@ def run_benchmark(
     progress : bool
         Show progress bars.
     """
-    from bench.data import DATASETS, load_dataset
-    from bench.models import prepare_model
+    from bench.data import load_dataset
 
     device = resolve_device(config.device)
-    run_id = run_id or f"{config.name}-{config.fingerprint()}"
-    if store.get_run(run_id) is None:
-        store.create_run(run_id, name=config.name, created=_now(), config=config.to_dict(), seed=config.seed,
-                         versions=versions(), git_commit=git_commit(), hardware=hardware(device))
+    run_id = start_run(config, store, run_id, device)
     loader = load_model or _default_loader(cache_dir, progress)
-    disable = not progress
 
     for dataset_config in config.datasets:
-        info = DATASETS[dataset_config.name]
         dataset = load_dataset(dataset_config.name, split=dataset_config.split, root=dataset_config.root)
         for model_name in dataset_config.models:
-            model = prepare_model(loader(model_name, dataset_config.name, device), device)
-            counting = CountingModel(model)
-            selection = select_samples(model, dataset, n_samples=config.n_samples, seed=config.seed, device=device)
+            session = open_model(config, dataset_config.name, dataset_config.split, dataset, model_name, loader,
+                                 device)
+            n = len(session.selection.indices)
             for attack_config in config.attacks:
-                attack = get_attack(attack_config.name, dataset=dataset_config.name, **attack_config.overrides)
                 for mode in attack_config.modes:
-                    key = (dataset_config.name, model_name, attack_config.label, mode)
-                    # Outside the timing and on the bare model: what an attack learns once is not its cost.
-                    attack.prepare(model, targeted=mode == "targeted", cache_dir=cache_dir, progress=progress)
-                    targets = (
-                        choose_targets(selection, how=config.target_selection, seed=config.seed,
-                                       num_classes=info.num_classes)
-                        if mode == "targeted" else None
-                    )
-                    store.put_unit(run_id, key, attack_name=attack.name, hyperparameters=attack.hyperparameters,
-                                   samples_planned=len(selection.indices),
-                                   candidates_seen=selection.candidates_seen,
-                                   clean_correct=len(selection.indices))
-                    done = store.done_batches(run_id, key)
-                    starts = range(0, len(selection.indices), config.batch_size)
-                    bar = tqdm(total=len(selection.indices), desc=" | ".join(key[1:]), unit="sample",
-                               disable=disable, leave=False, file=sys.stderr)
-                    for batch, start in enumerate(starts):
-                        stop = min(start + config.batch_size, len(selection.indices))
-                        if batch not in done:
-                            _run_batch(store, run_id, key, batch, dataset, dataset_config.split, selection,
-                                       targets, start, stop,
-                                       attack, model, counting, device, _seed(config.seed, *key, batch))
+                    unit = make_unit(config, session, attack_config, mode)
+                    batch_size = store.unit_batch_size(run_id, unit.key)
+                    prepared = batch_size is None and config.batch_size == "auto"
+                    if prepared:  # the estimate runs the attack: prepare it first
+                        prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
+                    batch_size = batch_size or choose_batch_size(config, session, unit)
+                    record_unit(store, run_id, session, unit, batch_size)
+                    done = store.done_batches(run_id, unit.key)
+                    pending = [b for b in batch_bounds(n, batch_size) if b[0] not in done]
+                    if not pending:
+                        continue
+                    if not prepared:
+                        prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
+                    if wants_warmup(config, device):
+                        warm_up(session, unit, *pending[0][1:])
+                    bar = tqdm(total=n, initial=n - sum(stop - start for _, start, stop in pending),
+                               desc=" | ".join(unit.key[1:]), unit="sample", disable=not progress, leave=False,
+                               file=sys.stderr)
+                    for batch, start, stop in pending:
+                        rows, examples = attack_batch(session, unit, batch, start, stop,
+                                                      batch_seed(config, unit.key, batch))
+                        store.put_batch(run_id, unit.key, rows, examples)
                         bar.update(stop - start)
                     bar.close()
     store.finish_run(run_id, _now())
     return run_id
-
-
-def _run_batch(store: ResultsStore, run_id: str, key: tuple[str, ...], batch: int, dataset, split: str,
-               selection: Selection,
-               targets: Tensor | None, start: int, stop: int, attack, model: nn.Module, counting: CountingModel,
-               device: torch.device, seed: int) -> None:
-    indices = selection.indices[start:stop]
-    images, labels = get_batch(dataset, indices)
-    images, labels = images.to(device), labels.to(device)
-    batch_targets = targets[start:stop].to(device) if targets is not None else None
-    size = len(indices)
-
-    seed_everything(seed)
-    counting.reset()
-    error = ""
-    with timed(device) as seconds:
-        try:
-            adversarial = attack(counting, images, batch_targets if batch_targets is not None else labels,
-                                 targeted=batch_targets is not None)
-        except Exception as exc:  # the run goes on; the batch counts as failed and says why
-            error = f"attack raised {type(exc).__name__}: {exc}"
-            warnings.warn(f"{'/'.join(key)} batch {batch}: {error}", RuntimeWarning, stacklevel=2)
-            adversarial = images
-    verified = verify(model, images, adversarial, labels, targets=batch_targets)
-
-    rows, examples = [], []
-    for i, index in enumerate(indices):
-        sample_id = f"{split}/{index}"
-        rows.append(SampleRow(
-            sample_id=sample_id,
-            sample_index=index,
-            input_sha1=_sha1(images[i]),
-            batch=batch,
-            label=int(labels[i]),
-            target=int(batch_targets[i]) if batch_targets is not None else None,
-            adversarial_prediction=int(verified.adversarial_prediction[i]),
-            valid=bool(verified.valid[i]) and not error,
-            violation=error or verified.violation[i],
-            success=bool(verified.success[i]) and not error,
-            l0_elements=int(verified.l0_elements[i]),
-            l0_pixels=int(verified.l0_pixels[i]),
-            l1=float(verified.l1[i]),
-            l2=float(verified.l2[i]),
-            linf=float(verified.linf[i]),
-            forward_passes=counting.forward_samples / size,
-            backward_passes=counting.backward_samples / size,
-            seconds=seconds[0] / size,
-        ))
-        examples.append((sample_id, list(images[i].shape), *encode_example(images[i], verified.adversarial[i])))
-    store.put_batch(run_id, key, rows, examples)

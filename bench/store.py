@@ -7,10 +7,10 @@ runs
     and each attack library, git commit and hardware.
 units
     One row per (run, dataset, model, attack, mode): the attack's resolved
-    hyperparameters and the samples planned.
+    hyperparameters, the samples planned and the batch size they run in.
 samples
     One row per attacked sample: ids, label, target, the harness's verdict
-    and sizes, passes and seconds.
+    and sizes, passes, seconds and the peak device memory of its batch.
 examples
     The adversarial example itself, stored as a change list against the
     clean input (indices and float32 values, zlib-compressed), or whole when
@@ -24,6 +24,7 @@ primary keys make a duplicate row an error rather than a silent double count.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import zlib
@@ -40,7 +41,8 @@ from torch import Tensor
 
 __all__ = ["ResultsStore", "SampleRow", "decode_example", "encode_example"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added ``units.batch_size`` and ``samples.peak_memory_mib``; a version-1 store is upgraded on opening."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +68,7 @@ CREATE TABLE IF NOT EXISTS units (
     samples_planned INTEGER NOT NULL,
     candidates_seen INTEGER NOT NULL,
     clean_correct INTEGER NOT NULL,
+    batch_size INTEGER,
     PRIMARY KEY (run_id, dataset, model, attack, mode)
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -92,6 +95,7 @@ CREATE TABLE IF NOT EXISTS samples (
     forward_passes REAL NOT NULL,
     backward_passes REAL NOT NULL,
     seconds REAL NOT NULL,
+    peak_memory_mib REAL,
     PRIMARY KEY (run_id, dataset, model, attack, mode, sample_id)
 );
 CREATE TABLE IF NOT EXISTS examples (
@@ -110,6 +114,11 @@ CREATE TABLE IF NOT EXISTS examples (
 """
 
 UNIT_KEY = ("dataset", "model", "attack", "mode")
+
+_UPGRADES = {
+    # from version: statements that bring a store of that version to the next
+    1: ("ALTER TABLE units ADD COLUMN batch_size INTEGER", "ALTER TABLE samples ADD COLUMN peak_memory_mib REAL"),
+}
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,8 @@ class SampleRow:
     forward_passes: float
     backward_passes: float
     seconds: float
+    peak_memory_mib: float | None = None
+    """Peak device memory allocated while the attack ran on this sample's batch (CUDA), None elsewhere."""
 
 
 def encode_example(original: Tensor, adversarial: Tensor) -> tuple[str, bytes | None, bytes]:
@@ -166,6 +177,9 @@ def decode_example(original: Tensor, format: str, indices: bytes | None, values:
     return flat.view(original.shape)
 
 
+_SAMPLE_COLUMNS = ("run_id", *UNIT_KEY, *(f.name for f in dataclasses.fields(SampleRow)))
+
+
 class ResultsStore:
     """An SQLite results store at ``path`` (created with its folders if missing)."""
 
@@ -177,13 +191,20 @@ class ResultsStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         with self._db:
+            fresh = self._db.execute("SELECT name FROM sqlite_master WHERE name='meta'").fetchone() is None
             self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        found = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-        if int(found) != SCHEMA_VERSION:
-            raise ValueError(f"store: {self.path} has schema version {found}; this SparseBench reads {SCHEMA_VERSION}")
+            if fresh:
+                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        found = int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise ValueError(f"store: {self.path} has schema version {found}; this SparseBench reads "
+                             f"{SCHEMA_VERSION} and older: upgrade SparseBench")
+        with self._db:  # one transaction: a store is upgraded entirely or not at all
+            while found < SCHEMA_VERSION:
+                for statement in _UPGRADES[found]:
+                    self._db.execute(statement)
+                found += 1
+                self._db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(found),))
 
     def close(self) -> None:
         self._db.close()
@@ -214,6 +235,11 @@ class ResultsStore:
         with self._db:
             self._db.execute("UPDATE runs SET finished=? WHERE run_id=?", (finished, run_id))
 
+    def update_hardware(self, run_id: str, hardware: Mapping[str, Any]) -> None:
+        """Replace a run's hardware record (a distributed run adds its workers' when it ends)."""
+        with self._db:
+            self._db.execute("UPDATE runs SET hardware=? WHERE run_id=?", (json.dumps(hardware, sort_keys=True), run_id))
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         cursor = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
         row = cursor.fetchone()
@@ -233,21 +259,34 @@ class ResultsStore:
 
     # units -----------------------------------------------------------------
     def put_unit(self, run_id: str, key: Sequence[str], *, attack_name: str, hyperparameters: Mapping[str, Any],
-                 samples_planned: int, candidates_seen: int, clean_correct: int) -> None:
-        """Record a unit; a resumed run must find the same plan it made before."""
+                 samples_planned: int, candidates_seen: int, clean_correct: int, batch_size: int | None = None) -> None:
+        """Record a unit; a resumed run must find the same plan it made before.
+
+        ``batch_size`` of a unit stored before schema 2 is unknown (NULL) and
+        matches any.
+        """
         row = (run_id, *key, attack_name, json.dumps(hyperparameters, sort_keys=True, default=repr),
-               samples_planned, candidates_seen, clean_correct)
+               samples_planned, candidates_seen, clean_correct, batch_size)
         existing = self._db.execute(
-            "SELECT attack_name, hyperparameters, samples_planned, candidates_seen, clean_correct FROM units "
-            "WHERE run_id=? AND dataset=? AND model=? AND attack=? AND mode=?", (run_id, *key)).fetchone()
+            "SELECT attack_name, hyperparameters, samples_planned, candidates_seen, clean_correct, batch_size "
+            "FROM units WHERE run_id=? AND dataset=? AND model=? AND attack=? AND mode=?", (run_id, *key)).fetchone()
         if existing is None:
             with self._db:
-                self._db.execute("INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-        elif tuple(existing) != row[5:]:
+                self._db.execute(
+                    "INSERT INTO units (run_id, dataset, model, attack, mode, attack_name, hyperparameters, "
+                    "samples_planned, candidates_seen, clean_correct, batch_size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+        elif existing[5] is not None and tuple(existing) != row[5:] or tuple(existing[:5]) != row[5:10]:
             raise RuntimeError(
                 f"store: unit {'/'.join(key)} of run {run_id} was planned as {existing}, now {row[5:]}; "
                 "the data, model or code changed since the run started: start a new run (--new-run)"
             )
+
+    def unit_batch_size(self, run_id: str, key: Sequence[str]) -> int | None:
+        """The batch size a stored unit was planned with (None: no such unit, or stored before schema 2)."""
+        row = self._db.execute("SELECT batch_size FROM units WHERE run_id=? AND dataset=? AND model=? AND attack=? "
+                               "AND mode=?", (run_id, *key)).fetchone()
+        return None if row is None else row[0]
 
     def units(self, run_id: str) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM units WHERE run_id=?", self._db, params=(run_id,))
@@ -259,16 +298,18 @@ class ResultsStore:
             (run_id, *key))
         return {r[0] for r in rows}
 
+    def stored_batches(self, run_id: str) -> list[tuple[str, str, str, str, int]]:
+        """``(dataset, model, attack, mode, batch)`` of every batch of the run in the store."""
+        return [tuple(row) for row in self._db.execute(
+            "SELECT DISTINCT dataset, model, attack, mode, batch FROM samples WHERE run_id=?", (run_id,))]
+
     def put_batch(self, run_id: str, key: Sequence[str], rows: Iterable[SampleRow],
                   examples: Iterable[tuple[str, list[int], str, bytes | None, bytes]]) -> None:
         """Write one batch's rows and examples in a single transaction."""
         with self._db:
             self._db.executemany(
-                "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, *key, r.sample_id, r.sample_index, r.input_sha1, r.batch, r.label, r.target,
-                  r.adversarial_prediction, int(r.valid), r.violation, int(r.success), r.l0_elements,
-                  r.l0_pixels, r.l1, r.l2, r.linf, r.forward_passes, r.backward_passes, r.seconds)
-                 for r in rows],
+                f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) VALUES ({', '.join('?' * len(_SAMPLE_COLUMNS))})",
+                [(run_id, *key, *(getattr(r, name) for name in _SAMPLE_COLUMNS[5:])) for r in rows],
             )
             self._db.executemany(
                 "INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

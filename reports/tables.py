@@ -10,6 +10,9 @@ the harness's own per-sample verdicts, never from what an attack reported:
 * ``fr@k``: % successful with L0 <= k, in the config's budget unit;
 * ``seconds_per_sample``, ``forward_per_sample``, ``backward_per_sample``:
   measured by the harness (synchronised timing, counted passes);
+* ``peak_memory_mib``: the largest peak of device memory allocated while
+  the attack ran on one of the unit's batches (CUDA runs only: the column
+  is left out when no row has it);
 * ``invalid``: examples rejected by the harness's checks.
 """
 
@@ -52,6 +55,8 @@ def summarize(samples: pd.DataFrame, *, budgets: Sequence[int] = (), budget_unit
             backward_per_sample=group["backward_passes"].mean(),
             invalid=int((group["valid"] == 0).sum()),
         )
+        if "peak_memory_mib" in group and group["peak_memory_mib"].notna().any():
+            row["peak_memory_mib"] = group["peak_memory_mib"].max()
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -59,7 +64,7 @@ def summarize(samples: pd.DataFrame, *, budgets: Sequence[int] = (), budget_unit
 _FORMATS = {
     "fooling_rate": "{:.1f}", "mean_l0_elements": "{:.1f}", "median_l0_elements": "{:.1f}",
     "mean_l0_pixels": "{:.1f}", "median_l0_pixels": "{:.1f}", "seconds_per_sample": "{:.4f}",
-    "forward_per_sample": "{:.1f}", "backward_per_sample": "{:.1f}",
+    "forward_per_sample": "{:.1f}", "backward_per_sample": "{:.1f}", "peak_memory_mib": "{:.0f}",
 }
 
 

@@ -28,9 +28,12 @@ def test_default_config_is_valid_and_offline():
 @pytest.mark.parametrize("config,message", [
     (with_(attacks=[{"name": "carlini"}]), r"config.attacks\[0\].name: attack: 'carlini' is not registered; allowed: i-fgsm"),
     (with_(batchsize=3), r"config: unknown field 'batchsize'; allowed: name, seed, n_samples, batch_size"),
-    (with_(batch_size="64"), r"config.batch_size: '64' is a str; expected int"),
-    (with_(batch_size=True), r"config.batch_size: True is a bool; expected int"),
+    (with_(batch_size="64"), r"config.batch_size: '64' is a str; expected a positive int or 'auto'"),
+    (with_(batch_size=True), r"config.batch_size: True is a bool; expected int or str"),
     (with_(batch_size=0), r"config.batch_size: 0 must be a positive integer"),
+    (with_(warmup="yes"), r"config.warmup: 'yes' is a str; expected true, false or 'auto'"),
+    (with_(precision="fp8"), r"config.precision: 'fp8' is not one of fp32, bf16, fp16"),
+    (with_(channels_last="yes"), r"config.channels_last: 'yes' is a str; expected bool"),
     (with_(n_samples=-5), r"config.n_samples: -5 must be a positive integer"),
     (with_(modes=["untargetted"]), r"config.modes: 'untargetted' is not one of untargeted, targeted"),
     (with_(modes=[]), r"config.modes: must not be empty"),
@@ -70,6 +73,17 @@ def test_fingerprint_ignores_device_only():
     a = parse_config(with_(device="cpu"))
     assert a.fingerprint() == parse_config(with_(device="auto")).fingerprint()
     assert a.fingerprint() != parse_config(with_(seed=1)).fingerprint()
+
+
+def test_fingerprint_counts_what_changes_results_and_not_what_changes_time():
+    base = parse_config(BASE).fingerprint()
+    # This config's fingerprint before the speed options existed: its stored runs must still resume.
+    assert base == "bed16156428e"
+    assert parse_config(with_(warmup=True)).fingerprint() == base
+    assert parse_config(with_(precision="fp32", channels_last=False)).fingerprint() == base
+    changed = {parse_config(with_(**c)).fingerprint()
+               for c in ({"precision": "bf16"}, {"channels_last": True}, {"batch_size": "auto"})}
+    assert len(changed) == 3 and base not in changed
 
 
 def test_packaged_configs_parse(tmp_path):
