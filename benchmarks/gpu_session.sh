@@ -5,7 +5,7 @@
 #
 #   SPARSEBENCH_GIT_COMMIT=<commit> OUT=<folder> bash benchmarks/gpu_session.sh
 #
-# It needs, in $CARRY (default .devcarry, see benchmarks/prepare_gpu_carry.sh): the
+# It needs, in $CARRY (default .devcarry; benchmarks/prepare_gpu_carry.sh makes it): the
 # Fashion-MNIST files (fashion-mnist/), the trained SmallCNNs (cache/, as `sparsebench run`
 # leaves them), and pure-Python wheels of robustbench and what it imports (whl/), which are
 # unpacked, not installed, so nothing on the machine changes. Each phase has a time limit
@@ -15,8 +15,9 @@ set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-out}
 CARRY=${CARRY:-.devcarry}
-R="$OUT/results"
-mkdir -p "$R"
+WORK=$(mktemp -d)
+R="$WORK/results"  # packed into $OUT/gpu-results.tar.gz after every phase
+mkdir -p "$R" "$OUT"
 
 SITE=/tmp/sparsebench-site
 mkdir -p "$SITE"
@@ -37,6 +38,7 @@ phase() {  # phase NAME LIMIT_SECONDS COMMAND...
   rc=$?
   echo "   $name: exit $rc after $((SECONDS - start)) s" | tee -a "$R/phases.txt"
   tail -n 30 "$R/$name.log"
+  tar -czf "$OUT/gpu-results.tar.gz" -C "$WORK" results
 }
 
 phase env 30 bash -c 'nvidia-smi; '"$PY"' -c "
@@ -45,11 +47,11 @@ from bench.models import _import_robustbench; print(\"robustbench\", _import_rob
 
 # 1. Every native attack on RobustBench's Fast-AT PreActResNet-18 architecture, untrained,
 #    32x32x3 uniform inputs, batch 256, fp32 (issue 7, item 4).
-phase cifar10-synthetic 180 $SB bench native $SYNTH --model robustbench/Wong2020Fast --batch-size 256 \
+phase cifar10-synthetic 175 $SB bench native $SYNTH --model robustbench/Wong2020Fast --batch-size 256 \
   --rounds 1 --device $DEVICE --out "$R/cifar10-synthetic"
 
 # 2. The offline benchmark (packaged config `default`) on the GPU, from the carried models.
-phase default-run 200 $SB run --config default --store "$R/default.sqlite" --out "$R/default" --no-progress
+phase default-run 195 $SB run --config default --store "$R/default.sqlite" --out "$R/default" --no-progress
 
 # 3. The speed options' tolerance test, with bf16 and fp16 (CUDA only).
 phase tolerance 60 env SPARSEBENCH_TEST_DEVICE=$DEVICE "$PY" -m pytest -q -p no:cacheprovider tests/test_speed.py
@@ -65,5 +67,4 @@ phase lin2025-wrn 35 $SB bench lin2025 i-fgsm $SYNTH --model robustbench/Standar
 phase lin2025-wrn-bf16 30 $SB bench lin2025 i-fgsm $SYNTH --model robustbench/Standard --batch-size 256 \
   --rounds 3 --modes untargeted --device $DEVICE --precision bf16 --channels-last --out "$R/lin2025-wrn-bf16"
 
-tar -czf "$OUT/gpu-results.tar.gz" -C "$OUT" results
 cat "$R/phases.txt"
