@@ -7,7 +7,12 @@ The tolerance this file states and checks, on a SmallCNN trained here
   the float32 NCHW run, per attack and mode;
 * bf16 and fp16 autocast (CUDA only; CPU bf16 is emulated and ~9x slower):
   the same tolerance, checked where a GPU is at hand
-  (``SPARSEBENCH_TEST_DEVICE=cuda``). ``docs/measured/`` has what it gave.
+  (``SPARSEBENCH_TEST_DEVICE=cuda``). On an H200 bf16 missed it (fmn-l0's
+  targeted median L0 went from 17 to 21: minimum-norm examples end on the
+  bf16 model's boundary and miss the float32 one), so that case is a strict
+  expected failure: should bf16 come within tolerance, the test says so and
+  the docs must change. fp16 was not reached there; it is checked, not
+  presumed. See ``docs/measured/gpu-h200/README.md``.
 """
 
 from __future__ import annotations
@@ -55,9 +60,11 @@ def _summary(tmp_path, model, **options):
     return summarize(store.samples(run_id)).set_index(["attack", "mode"]), store, run_id
 
 
+_BF16_MISSES = pytest.mark.xfail(strict=True, reason="H200, 2026-11-28: fmn-l0 targeted median L0 17 -> 21 in bf16")
 OPTIONS = [{"channels_last": True}]
 if DEVICE.type == "cuda":
-    OPTIONS += [{"precision": "bf16"}, {"precision": "fp16"}, {"precision": "bf16", "channels_last": True}]
+    OPTIONS += [pytest.param({"precision": "bf16"}, marks=_BF16_MISSES), {"precision": "fp16"},
+                pytest.param({"precision": "bf16", "channels_last": True}, marks=_BF16_MISSES)]
 
 
 @pytest.mark.slow
