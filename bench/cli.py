@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -350,7 +351,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         shown = table.drop(columns=["overrides"]).to_markdown(index=False, floatfmt=".4g")
         (args.out / "bench.md").write_text(f"{caption}\n\n{shown}\n")
         (args.out / "bench.json").write_text(json.dumps({
-            "command": "sparsebench " + " ".join(sys.argv[1:]), "hardware": hardware(device), "versions": versions(),
+            "command": args.command_line, "hardware": hardware(device), "versions": versions(),
             "git_commit": git_commit(), "rows": rows}, indent=2, default=str) + "\n")
 
     for label, name, overrides in attacks:
@@ -535,7 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "sparsebench " + shlex.join(argv)  # what a result records as the command that made it
     try:
         return args.func(args)
     except (ValueError, ImportError) as error:

@@ -113,3 +113,36 @@ def test_transfer_matrix_from_stored_examples(tmp_path, tiny_model, capsys):
     assert not any(str(v).endswith("*") for v in matrix["mlp-standard"])
     assert main(["transfer", "--store", str(tmp_path / "missing.sqlite")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bench_synthetic_writes_its_table_with_command_and_hardware(tmp_path, capsys):
+    """`bench --synthetic` needs no weights or data: an untrained architecture, uniform inputs."""
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "bench"
+    assert main(["bench", "i-fgsm", "lin2025", "--synthetic", "--model", "smallcnn-standard", "--batch-size", "4",
+                 "--rounds", "1", "--device", "cpu", "--modes", "untargeted", "--overrides-from", "default",
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out / "bench.csv")
+    assert list(table["attack"]) == ["i-fgsm", "lin2025"] and set(table["batch_size"]) == {4}
+    ifgsm = table.iloc[0]
+    assert ifgsm["forward_per_sample"] == 10 and ifgsm["backward_per_sample"] == 10 and ifgsm["ratio"] > 0
+    record = json.loads((out / "bench.json").read_text())
+    assert record["command"].startswith("sparsebench bench i-fgsm lin2025 --synthetic")
+    assert record["hardware"]["device"] == "cpu" and record["versions"]["torch"]
+    assert "untrained weights, uniform random inputs" in capsys.readouterr().out
+
+
+def test_bench_native_means_every_native_attack_with_the_configs_overrides():
+    import argparse
+
+    from bench.cli import _bench_attacks
+
+    chosen = _bench_attacks(argparse.Namespace(attacks=["native", "i-fgsm"], overrides_from="timing-cifar10"))
+    names = [name for _, name, _ in chosen]
+    assert names == [n for n, e in ATTACKS.items() if e.source == "native"]  # in registry order, once each
+    assert dict((n, o) for _, n, o in chosen)["fmn-l0"] == {"steps": 200}
+    with pytest.raises(ValueError, match="'magic' is not registered"):
+        _bench_attacks(argparse.Namespace(attacks=["magic"], overrides_from=None))
