@@ -11,8 +11,11 @@ autograd (how attacks check candidates) and ``t_forward_backward`` its
 forward with autograd plus the backward to the inputs (one gradient step).
 ``ratio = measured / expected``: 1.0 means the attack costs exactly its
 passes; what lies above is its own overhead (bookkeeping, projections,
-host-device synchronisation). Backward passes without a forward of their own
-do not occur in these attacks, so ``B <= F``.
+host-device synchronisation). The same expression reads
+``F * t_forward + B * (t_forward_backward - t_forward)``: each backward costs
+what a gradient step adds to a forward, which also covers attacks that take
+several gradients through one forward (SparseFool's per-class gradients
+make ``B > F``).
 """
 
 from __future__ import annotations
