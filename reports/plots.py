@@ -140,8 +140,13 @@ def time_versus_l0(summary: pd.DataFrame, path: Path, *, unit: str = "pixels") -
             colour, marker = styles[attack]
             axis.scatter(row[f"median_l0_{unit}"], row["seconds_per_sample"], s=30, marker=marker, label=attack,
                          color=colour if row["fooling_rate"] >= 100 else "none", edgecolors=colour)
-        axis.set(xscale="log", yscale="log", xlabel=f"median L0 ({unit}, successful samples)",
-                 ylabel="seconds per sample", title=f"{model} {mode}")
+        medians = group[f"median_l0_{unit}"]
+        if (medians > 0).any():  # NaN (no success) compares False
+            axis.set(xscale="log", yscale="log")
+        else:  # nothing to place on a log axis: say so rather than fail
+            axis.text(0.5, 0.5, "no attack succeeded", ha="center", va="center", transform=axis.transAxes)
+        axis.set(xlabel=f"median L0 ({unit}, successful samples)", ylabel="seconds per sample",
+                 title=f"{model} {mode}")
         axis.xaxis.set_minor_formatter(_pyplot().NullFormatter())
         axis.yaxis.set_minor_formatter(_pyplot().NullFormatter())
         axis.grid(alpha=0.3)

@@ -120,3 +120,34 @@ def test_resumed_run_plans_only_missing_batches_and_never_writes_one_twice(tmp_p
     assert sum(len(s.batches) for s in plan) == 4 * 3 - 2
     with pytest.raises(ValueError, match="a distributed run needs a fixed batch size"):
         plan_shards(_config(batch_size="auto"))
+
+
+def test_run_command_with_ray_matches_the_plain_run_command(tmp_path, cluster):
+    """`sparsebench run --ray` end to end, models loaded by name through the real cache path."""
+    import json
+
+    import torch
+
+    from bench.cli import main
+    from bench.models import SmallCNN, small_cnn_cache_path
+
+    cache = tmp_path / "cache"
+    weights = small_cnn_cache_path("smallcnn-standard", "fashion-mnist", cache_dir=cache)
+    weights.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(SmallCNN().state_dict(), weights)  # untrained: no training in a test, the loading path is real
+    weights.with_suffix(".json").write_text(json.dumps({"note": "untrained weights saved by a test"}))
+    config = tmp_path / "fan.toml"
+    config.write_text('name = "fan"\nn_samples = 8\nbatch_size = 4\n'
+                      '[[datasets]]\nname = "fashion-mnist"\nmodels = ["smallcnn-standard"]\n'
+                      '[[attacks]]\nname = "i-fgsm"\noverrides = { steps = 3 }\n')
+    common = ["run", "--config", str(config), "--cache-dir", str(cache), "--no-progress"]
+    assert main(common + ["--store", str(tmp_path / "ray.sqlite"), "--out", str(tmp_path / "ray"),
+                          "--ray", "--retries", "0"]) == 0
+    assert main(common + ["--store", str(tmp_path / "plain.sqlite"), "--out", str(tmp_path / "plain")]) == 0
+    fanned, plain = ResultsStore(tmp_path / "ray.sqlite"), ResultsStore(tmp_path / "plain.sqlite")
+    run_id = fanned.latest_run_id()
+    assert run_id == plain.latest_run_id()  # same config, same run id
+    assert len(_rows(fanned, run_id)) == 16
+    pd.testing.assert_frame_equal(_rows(fanned, run_id), _rows(plain, run_id))
+    assert (tmp_path / "ray" / run_id / "summary.md").is_file()

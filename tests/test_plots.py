@@ -81,3 +81,15 @@ def test_report_writes_figures_and_a_page(study_store, capsys):
     for name in names:
         assert f"](plots/{name})" in page
     assert f"sparsebench report --run {run_id}" in page and "lin2025-a0.03" in page
+
+
+def test_time_versus_l0_draws_a_panel_where_no_attack_succeeded(tmp_path):
+    from reports.plots import time_versus_l0
+
+    summary = pd.DataFrame([
+        {"dataset": "d", "model": "m", "attack": a, "mode": mode, "fooling_rate": fr,
+         "median_l0_pixels": l0, "seconds_per_sample": 0.01}
+        for a, mode, fr, l0 in [("x", "untargeted", 50.0, 12.0), ("y", "untargeted", 100.0, 30.0),
+                                ("x", "targeted", 0.0, np.nan), ("y", "targeted", 0.0, np.nan)]])
+    path = time_versus_l0(summary, tmp_path / "t.png")
+    assert path.read_bytes().startswith(PNG)
