@@ -4,9 +4,12 @@ The harness measures cost itself rather than asking the attack (as
 AttackBench does, arXiv:2404.19460): the model is wrapped so that every
 forward call adds its batch size to ``forward_samples`` and every backward
 pass through its output adds the batch size to ``backward_samples``. Divided
-by the number of samples attacked, these are passes per sample. The counts
-are host integers updated from shapes only, so counting never synchronises
-with the device.
+by the number of samples attacked, these are passes per sample. It also
+counts the calls (``forward_calls``, ``backward_calls``): on a GPU a call on
+a few samples costs nearly what one on a full batch does, so calls against
+passes show how much of an attack's time goes to steps on few samples. The
+counts are host integers updated from shapes only, so counting never
+synchronises with the device.
 """
 
 from __future__ import annotations
@@ -27,16 +30,18 @@ class CountingModel(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.forward_samples = 0
-        self.backward_samples = 0
+        self.reset()
 
     def reset(self) -> None:
         self.forward_samples = 0
         self.backward_samples = 0
+        self.forward_calls = 0
+        self.backward_calls = 0
 
     def _count_backward(self, n: int):
         def hook(grad: Tensor) -> None:
             self.backward_samples += n
+            self.backward_calls += 1
 
         return hook
 
@@ -44,6 +49,7 @@ class CountingModel(nn.Module):
         logits = self.model(inputs)
         n = int(inputs.shape[0])
         self.forward_samples += n
+        self.forward_calls += 1
         if logits.requires_grad:
             logits.register_hook(self._count_backward(n))
         return logits

@@ -83,6 +83,10 @@ class Efficiency:
     seconds_per_sample: float
     forward_per_sample: float
     backward_per_sample: float
+    forward_calls: int
+    """Forward calls on the batch (steps, roughly): with few passes per sample but many calls, the
+    attack spends its time on steps over few remaining samples, which a GPU prices near a full batch."""
+    backward_calls: int
     bare_forward_seconds: float
     bare_forward_backward_seconds: float
     expected_seconds_per_sample: float
@@ -128,6 +132,7 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
         if cuda:
             peaks.append(torch.cuda.max_memory_allocated(inputs.device) / 2**20)
         forward, backward = counting.forward_samples / batch, counting.backward_samples / batch
+        calls = counting.forward_calls, counting.backward_calls
         t_forward, t_forward_backward = bare_pass_seconds(model, inputs, labels, repeats=repeats, clock=clock)
         expected = (forward - backward) * t_forward + backward * t_forward_backward
         measured.append(seconds[0] / batch)
@@ -144,6 +149,8 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
         seconds_per_sample=statistics.median(measured),
         forward_per_sample=forward,
         backward_per_sample=backward,
+        forward_calls=calls[0],
+        backward_calls=calls[1],
         bare_forward_seconds=t_forward,
         bare_forward_backward_seconds=t_forward_backward,
         expected_seconds_per_sample=(forward - backward) * t_forward + backward * t_forward_backward,

@@ -16,6 +16,7 @@ def test_efficiency_counts_and_formula(tiny_model, fashion_test):
     attack = get_attack("i-fgsm", eps=0.1, alpha=0.01, steps=7)
     result = measure_efficiency(attack, tiny_model, images, labels, warmup=4, repeats=2)
     assert (result.forward_per_sample, result.backward_per_sample) == (7, 7)
+    assert (result.forward_calls, result.backward_calls) == (7, 7)  # one call per step on the whole batch
     assert result.attack == "i-fgsm" and result.mode == "untargeted" and result.batch_size == 32
     # expected = (F - B) t_f + B t_fb; here F = B, so only gradient steps count.
     assert result.expected_seconds_per_sample == pytest.approx(7 * result.bare_forward_backward_seconds)
@@ -64,3 +65,12 @@ def test_cpu_clock_counts_work_and_refuses_other_devices(tiny_model, fashion_tes
     with pytest.raises(ValueError, match="clock: 'cpu' times CPU work only"):
         with timed(torch.device("cuda"), "cpu"):
             pass
+
+
+def test_calls_show_steps_on_few_remaining_samples(tiny_model, fashion_test):
+    """An early-stopping attack makes more calls than its passes per sample: later steps run on fewer samples."""
+    images, labels = get_batch(fashion_test, list(range(32)))
+    result = measure_efficiency(get_attack("sparse-rs", k=10, n_queries=60), tiny_model, images, labels,
+                                warmup=0, repeats=1)
+    assert result.forward_calls > result.forward_per_sample  # some samples stopped before the others
+    assert result.backward_calls == 0
