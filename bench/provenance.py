@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["git_commit", "hardware", "versions"]
+__all__ = ["cpu_model", "git_commit", "hardware", "versions"]
 
 _PACKAGES = ("sparsebench", "torch", "torchvision", "numpy", "scipy", "torchattacks", "robustbench", "adv-lib")
 
@@ -49,12 +49,25 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``), None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return None
+
+
 def hardware(device: torch.device) -> dict[str, Any]:
     """The machine and the device a run measured on."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or None,
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),

@@ -76,8 +76,12 @@ DEFAULT_TOLERANCES: dict[str, float] = {
 METRICS = ("samples", "fooling_rate", "median_l0_pixels", "median_l0_elements", "seconds_per_sample")
 KEY = ("dataset", "model", "attack", "mode")
 
-HARDWARE_KEYS = ("machine", "processor", "cpu_count", "torch_threads", "device", "gpu", "gpu_memory_bytes")
-"""What must match for times to be comparable (the platform string, which names the kernel, is not compared)."""
+HARDWARE_KEYS = ("machine", "processor", "cpu_model", "cpu_count", "torch_threads", "device", "gpu",
+                 "gpu_memory_bytes")
+"""What must match for times to be comparable (the platform string, which names the kernel, is not compared).
+
+``cpu_model`` is compared only when the baseline recorded it (baselines written before it was stored
+have none)."""
 
 COMPARE_TIME = ("auto", "always", "never")
 FAILING = ("regressed", "missing", "differs")
@@ -312,7 +316,7 @@ def _shown(metric: str, value: float | None) -> str:
 def hardware_difference(baseline: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """``"key baseline -> now"`` for each of :data:`HARDWARE_KEYS` that differs."""
     return [f"{key} {baseline.get(key)} -> {now.get(key)}" for key in HARDWARE_KEYS
-            if baseline.get(key) != now.get(key)]
+            if baseline.get(key) != now.get(key) and (key != "cpu_model" or key in baseline)]
 
 
 def _compare_metric(name: str, metric: str, old: float | None, new: float | None,

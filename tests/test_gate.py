@@ -265,3 +265,15 @@ def test_pytest_fixture_fails_on_a_regression_and_passes_otherwise(runs, baselin
         f"{IFGSM}: fooling rate 100.0 -> 25.0 (allowed drop 0.0)",
     ])
     assert "| unit" in result.stdout.str()  # the table, in the failed test's captured output
+
+
+def test_cpu_model_counts_when_the_baseline_recorded_it():
+    from bench.provenance import cpu_model
+    from reports.gate import hardware_difference
+
+    now = {"machine": "x86_64", "cpu_model": "CPU A", "cpu_count": 2}
+    assert hardware_difference({**now, "cpu_model": "CPU B"}, now) == ["cpu_model CPU B -> CPU A"]
+    older = {k: v for k, v in now.items() if k != "cpu_model"}  # a baseline written before cpu_model existed
+    assert hardware_difference(older, now) == []
+    model = cpu_model()
+    assert model is None or (isinstance(model, str) and model)
