@@ -15,6 +15,7 @@ synchronises with the device.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from contextlib import contextmanager
 from collections.abc import Iterator
 
@@ -37,11 +38,16 @@ class CountingModel(nn.Module):
         self.backward_samples = 0
         self.forward_calls = 0
         self.backward_calls = 0
+        self.forward_sizes: Counter[int] = Counter()
+        """Forward calls by batch size."""
+        self.backward_sizes: Counter[int] = Counter()
+        """Backward passes by batch size."""
 
     def _count_backward(self, n: int):
         def hook(grad: Tensor) -> None:
             self.backward_samples += n
             self.backward_calls += 1
+            self.backward_sizes[n] += 1
 
         return hook
 
@@ -50,6 +56,7 @@ class CountingModel(nn.Module):
         n = int(inputs.shape[0])
         self.forward_samples += n
         self.forward_calls += 1
+        self.forward_sizes[n] += 1
         if logits.requires_grad:
             logits.register_hook(self._count_backward(n))
         return logits

@@ -21,6 +21,7 @@ make ``B > F``).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 from attacks.checks import check_int
 from bench.counting import CountingModel, synchronize, timed
 
-__all__ = ["Efficiency", "bare_pass_seconds", "measure_efficiency"]
+__all__ = ["Efficiency", "bare_pass_seconds", "call_seconds", "measure_efficiency"]
 
 
 def bare_pass_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, *, repeats: int = 21,
@@ -66,6 +67,47 @@ def bare_pass_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, *, repea
     return results[0], results[1]
 
 
+def call_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, forward_sizes: Mapping[int, int],
+                 backward_sizes: Mapping[int, int], *, repeats: int = 5, clock: str = "wall") -> float:
+    """Seconds the bare model needs for the same calls an attack made, each at its own batch size.
+
+    The per-pass figure prices a call on 3 samples at 3/256 of a call on 256;
+    on a GPU it costs nearly as much as the full one. Here each call of ``n``
+    samples is priced at the bare model's time for a call of ``n``: measured
+    at the powers of two around ``n`` (inputs repeated where ``n`` exceeds
+    the batch) and interpolated linearly, a backward at the forward+backward
+    time minus the forward's. An attack at ``1.0`` against this spends nothing
+    beyond its calls; what the per-pass ratio shows above this one is the
+    cost of steps on few samples.
+    """
+    from bench.speed import repeat_to
+
+    measured: dict[int, tuple[float, float]] = {}
+
+    def per_call(size: int) -> tuple[float, float]:
+        if size not in measured:
+            t_f, t_fb = bare_pass_seconds(model, repeat_to(inputs, size), repeat_to(labels, size), repeats=repeats,
+                                          clock=clock)
+            measured[size] = (t_f * size, t_fb * size)
+        return measured[size]
+
+    def priced(size: int) -> tuple[float, float]:
+        low = 1 << (size.bit_length() - 1)
+        if low == size:
+            return per_call(size)
+        (f_low, fb_low), (f_high, fb_high) = per_call(low), per_call(2 * low)
+        weight = (size - low) / low
+        return f_low + weight * (f_high - f_low), fb_low + weight * (fb_high - fb_low)
+
+    total = 0.0
+    for size, count in forward_sizes.items():
+        total += count * priced(size)[0]
+    for size, count in backward_sizes.items():
+        t_f, t_fb = priced(size)
+        total += count * (t_fb - t_f)
+    return total
+
+
 @dataclass(frozen=True)
 class Efficiency:
     """One attack's measured cost against its passes' cost, per sample.
@@ -93,6 +135,11 @@ class Efficiency:
     ratio: float
     ratio_low: float
     ratio_high: float
+    call_expected_seconds_per_sample: float
+    """What the bare model needs for the attack's calls, each priced at its own batch size (:func:`call_seconds`)."""
+    call_ratio: float
+    """``seconds_per_sample / call_expected_seconds_per_sample`` (median over rounds): the attack's cost beyond
+    its calls, steps on few samples included at what they really cost."""
     peak_memory_mib: float | None
     """Peak device memory the attack allocated (CUDA; the largest over rounds), None on other devices."""
 
@@ -121,7 +168,7 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
     if warmup:
         attack(counting, inputs[:warmup], goal[:warmup], targeted=targeted)
     batch = inputs.shape[0]
-    measured, bare, ratios, peaks = [], [], [], []
+    measured, bare, ratios, peaks, call_expected, call_ratios = [], [], [], [], [], []
     cuda = inputs.device.type == "cuda"
     for _ in range(rounds):
         counting.reset()
@@ -138,6 +185,9 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
         measured.append(seconds[0] / batch)
         bare.append((t_forward, t_forward_backward))
         ratios.append(measured[-1] / expected if expected > 0 else float("inf"))
+        call_expected.append(call_seconds(model, inputs, labels, counting.forward_sizes, counting.backward_sizes,
+                                          clock=clock) / batch)
+        call_ratios.append(measured[-1] / call_expected[-1] if call_expected[-1] > 0 else float("inf"))
     t_forward = statistics.median(t for t, _ in bare)
     t_forward_backward = statistics.median(t for _, t in bare)
     return Efficiency(
@@ -157,5 +207,7 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
         ratio=statistics.median(ratios),
         ratio_low=min(ratios),
         ratio_high=max(ratios),
+        call_expected_seconds_per_sample=statistics.median(call_expected),
+        call_ratio=statistics.median(call_ratios),
         peak_memory_mib=max(peaks) if peaks else None,
     )

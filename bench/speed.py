@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from attacks.checks import check_choice, check_int, check_real
 from bench.counting import CountingModel
 
-__all__ = ["PRECISIONS", "BatchEstimate", "FastModel", "largest_batch", "speed_up"]
+__all__ = ["PRECISIONS", "BatchEstimate", "FastModel", "largest_batch", "repeat_to", "speed_up"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -99,7 +99,8 @@ class BatchEstimate:
     reason: str
 
 
-def _repeat_to(tensor: Tensor, size: int) -> Tensor:
+def repeat_to(tensor: Tensor, size: int) -> Tensor:
+    """The first ``size`` rows of ``tensor`` repeated as often as needed."""
     reps = math.ceil(size / tensor.shape[0])
     return tensor.repeat(reps, *([1] * (tensor.dim() - 1)))[:size]
 
@@ -133,8 +134,8 @@ def largest_batch(attack, model: nn.Module, inputs: Tensor, labels: Tensor, *, t
     counting = CountingModel(model)
     peaks = []
     for size in sizes:
-        batch_inputs, batch_labels = _repeat_to(inputs, size), _repeat_to(labels, size)
-        goal = _repeat_to(targets, size) if targets is not None else batch_labels
+        batch_inputs, batch_labels = repeat_to(inputs, size), repeat_to(labels, size)
+        goal = repeat_to(targets, size) if targets is not None else batch_labels
         torch.cuda.synchronize(device)
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)

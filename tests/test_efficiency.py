@@ -74,3 +74,19 @@ def test_calls_show_steps_on_few_remaining_samples(tiny_model, fashion_test):
                                 warmup=0, repeats=1)
     assert result.forward_calls > result.forward_per_sample  # some samples stopped before the others
     assert result.backward_calls == 0
+
+
+def test_calls_priced_at_their_own_size_cost_more_than_their_share_of_a_full_batch(tiny_model, fashion_test):
+    from bench.efficiency import call_seconds
+
+    images, labels = get_batch(fashion_test, list(range(32)))
+    # One full-batch call against the same 32 samples sent as 32 calls of one: per pass they are equal,
+    # but each small call carries the model's fixed cost per call.
+    full = call_seconds(tiny_model, images, labels, {32: 1}, {}, repeats=9)
+    singles = call_seconds(tiny_model, images, labels, {1: 32}, {}, repeats=9)
+    assert singles > full > 0
+    # Sizes between powers of two are interpolated; sizes above the batch repeat the inputs.
+    assert call_seconds(tiny_model, images, labels, {48: 1}, {48: 1}, repeats=3) > 0
+    result = measure_efficiency(get_attack("sparse-rs", k=10, n_queries=60), tiny_model, images, labels,
+                                warmup=0, repeats=1)
+    assert result.call_expected_seconds_per_sample > 0 and result.call_ratio > 0
