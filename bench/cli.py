@@ -486,10 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench", help="time attacks against the cost of the passes they make",
-        description="Run each attack (--rounds times) on one batch of correctly classified test images and compare its "
-                    "seconds per sample with (forward - backward) x bare forward + backward x bare "
-                    "forward+backward time per sample of the same model, batch and device (ratio 1.0 is the "
-                    "limit). See bench/efficiency.py.")
+        description="Run each attack (--rounds times) on one batch of correctly classified test images (or, with "
+                    "--synthetic, uniform random inputs on untrained weights) and compare its seconds per sample "
+                    "with (forward - backward) x bare forward + backward x bare forward+backward time per sample of "
+                    "the same model, batch and device (ratio 1.0 is the limit). call_ratio prices each of the "
+                    "attack's calls at the bare model's time for a call of its own size instead, which is what "
+                    "steps on a few remaining samples cost on a GPU. See bench/efficiency.py.")
     bench.add_argument("attacks", nargs="+", help="registry names; 'native' means every native attack")
     bench.add_argument("--model", default="smallcnn-standard", help="default: smallcnn-standard")
     bench.add_argument("--dataset", default="fashion-mnist", help="default: fashion-mnist")
