@@ -435,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "ADDRESS), the cluster of this node ('auto') or a Ray Client address "
                               "('ray://host:10001'). This process alone writes the store.")
     fan_out.add_argument("--shard-batches", type=int, default=1, metavar="N",
-                         help="batches per task (default: 1)")
+                         help="batches per task (default: 1); more amortise each task's model load and warm-up")
     fan_out.add_argument("--retries", type=int, default=2, help="extra attempts for a failed task (default: 2)")
     fan_out.add_argument("--gpus-per-task", type=float, default=0,
                          help="GPUs each task asks Ray for (default: 0; 1 on GPU nodes)")

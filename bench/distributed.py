@@ -191,7 +191,7 @@ def run_distributed(
         the workers, so it must pickle (cloudpickle: closures are fine).
     batches_per_shard : int
         Batches per task. One spreads work widest; more amortise each task's
-        model load and sample selection.
+        model load, sample selection and (on CUDA) warm-up.
     retries : int
         Extra attempts for a shard whose task failed.
     cpus_per_task, gpus_per_task : float
@@ -203,6 +203,9 @@ def run_distributed(
     if retries < 0:
         raise ValueError(f"retries: {retries!r} must be >= 0")
     _batch_count(config)  # a bad batch size fails before Ray starts
+    if config.device.startswith("cuda") and gpus_per_task <= 0:
+        raise ValueError(f"config.device is {config.device!r} but gpus_per_task is {gpus_per_task}: Ray hides GPUs "
+                         "from tasks that ask for none; give --gpus-per-task 1 (or a fraction)")
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False, logging_level="error")
     run_id = start_run(config, store, run_id, resolve_device("cpu"))  # the driver's machine; workers added below

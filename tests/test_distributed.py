@@ -120,6 +120,8 @@ def test_resumed_run_plans_only_missing_batches_and_never_writes_one_twice(tmp_p
     assert sum(len(s.batches) for s in plan) == 4 * 3 - 2
     with pytest.raises(ValueError, match="a distributed run needs a fixed batch size"):
         plan_shards(_config(batch_size="auto"))
+    with pytest.raises(ValueError, match="give --gpus-per-task 1"):  # before any Ray work
+        run_distributed(_config(device="cuda"), store)
 
 
 def test_run_command_with_ray_matches_the_plain_run_command(tmp_path, cluster):
