@@ -276,7 +276,7 @@ class ResultsStore:
                     "INSERT INTO units (run_id, dataset, model, attack, mode, attack_name, hyperparameters, "
                     "samples_planned, candidates_seen, clean_correct, batch_size) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-        elif existing[5] is not None and tuple(existing) != row[5:] or tuple(existing[:5]) != row[5:10]:
+        elif tuple(existing[:5]) != row[5:10] or existing[5] not in (None, batch_size):
             raise RuntimeError(
                 f"store: unit {'/'.join(key)} of run {run_id} was planned as {existing}, now {row[5:]}; "
                 "the data, model or code changed since the run started: start a new run (--new-run)"
