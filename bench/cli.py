@@ -322,6 +322,7 @@ def _batch_size(text: str) -> int | str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import copy
     import json
 
     import pandas as pd
@@ -361,11 +362,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             targets = all_targets if mode == "targeted" else None
             base = {"attack": label, "mode": mode, "overrides": json.dumps(overrides, sort_keys=True)}
             try:
-                attack.prepare(model, targeted=mode == "targeted", cache_dir=args.cache_dir, progress=False)
+                attack.prepare(copy.deepcopy(model), targeted=mode == "targeted", cache_dir=args.cache_dir,
+                               progress=False)
                 size, chosen_by = len(all_labels), "--batch-size"
                 if args.batch_size == "auto":
                     torch.manual_seed(args.seed)
-                    estimate = largest_batch(attack, attacked, all_inputs, all_labels, targets=targets,
+                    estimate = largest_batch(attack, copy.deepcopy(attacked), all_inputs, all_labels, targets=targets,
                                              limit=len(all_labels))
                     size, chosen_by = estimate.batch_size, f"auto: {estimate.reason}"
                 torch.manual_seed(args.seed)

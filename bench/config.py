@@ -43,7 +43,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bench.registry import MODES, check_overrides, get_entry
+from bench.registry import MODES, Attack, AttackEntry, bind, check_overrides, get_entry, outside_entry
 from bench.speed import PRECISIONS
 
 __all__ = [
@@ -65,10 +65,32 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
+    """One ``[[attacks]]`` table: a registered attack by ``name``, or an outside one by ``function``.
+
+    For an outside attack (``function = "module:attribute"``), ``name`` is
+    its label and ``kind``, ``threat`` and ``citation`` describe it as a
+    registry entry would.
+    """
+
     name: str
     label: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
     modes: tuple[str, ...] = MODES
+    function: str | None = None
+    kind: str | None = None
+    threat: str | None = None
+    citation: str | None = None
+
+    def entry(self) -> AttackEntry:
+        """The registry entry, or the outside attack's entry built from this table."""
+        if self.function is None:
+            return get_entry(self.name)
+        return outside_entry(self.function, label=self.label, kind=self.kind or "minimum-norm", modes=self.modes,
+                             threat=self.threat or "white-box", citation=self.citation or "")
+
+    def build(self, dataset: str | None = None) -> Attack:
+        """The attack bound to its defaults for ``dataset`` and this table's overrides."""
+        return bind(self.entry(), dataset=dataset, **self.overrides)
 
 
 @dataclass(frozen=True)
@@ -89,7 +111,12 @@ class BenchmarkConfig:
     channels_last: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        content = json.loads(json.dumps(dataclasses.asdict(self)))
+        for attack in content["attacks"]:  # a registered attack's table reads as it did before outside ones
+            for key in _OUTSIDE_ONLY:
+                if attack[key] is None:
+                    attack.pop(key)
+        return content
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the results.
@@ -109,6 +136,7 @@ class BenchmarkConfig:
 
 
 _TIME_ONLY = ("device", "warmup")
+_OUTSIDE_ONLY = ("function", "kind", "threat", "citation")
 _LATER_FIELDS = {"precision": "fp32", "channels_last": False}
 
 
@@ -119,7 +147,10 @@ _TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
     "datasets": list, "attacks": list,
 }
 _DATASET_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "models": list, "root": str, "split": str}
-_ATTACK_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "label": str, "overrides": dict, "modes": list}
+_ATTACK_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "label": str, "overrides": dict, "modes": list,
+    "function": str, "kind": str, "threat": str, "citation": str,
+}
 
 
 def _check_fields(where: str, table: Mapping[str, Any], fields: Mapping[str, type | tuple[type, ...]],
@@ -159,6 +190,45 @@ def _choices(where: str, values: list[Any], allowed: tuple[str, ...]) -> tuple[s
     if len(set(values)) != len(values):
         raise ValueError(f"{where}: {values!r} repeats a value")
     return tuple(values)
+
+
+def _attack_config(where: str, table: Any, modes: tuple[str, ...]) -> AttackConfig:
+    """One ``[[attacks]]`` table, checked: a registered ``name`` or an outside ``function``."""
+    _check_table(where, table, _ATTACK_FIELDS, ())
+    outside = "function" in table
+    if outside == ("name" in table):
+        raise ValueError(f"{where}: give either 'name' (a registered attack) or 'function' "
+                         "('module:attribute' of an outside attack), not both or neither")
+    if not outside:
+        described = [key for key in _OUTSIDE_ONLY if key in table]
+        if described:
+            raise ValueError(f"{where}: {', '.join(map(repr, described))} describe an outside attack; "
+                             f"{table['name']!r} is registered, and its entry says that")
+    try:
+        if outside:
+            function = table["function"]
+            label = table.get("label", function.partition(":")[2].replace("_", "-"))
+            entry = outside_entry(function, label=label, kind=table.get("kind", "minimum-norm"),
+                                  modes=tuple(table.get("modes", modes)), threat=table.get("threat", "white-box"),
+                                  citation=table.get("citation", ""), where=where)
+        else:
+            entry = get_entry(table["name"])
+    except ValueError as error:
+        raise ValueError(error.args[0] if outside else f"{where}.name: {error}") from None
+    try:
+        check_overrides(entry, table.get("overrides", {}))
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    supported = tuple(m for m in modes if m in entry.modes)
+    attack_modes = _choices(f"{where}.modes", table["modes"], supported) if "modes" in table else supported
+    if not attack_modes:
+        raise ValueError(f"{where}: {entry.name} supports {', '.join(entry.modes)}, none of config.modes {list(modes)}")
+    if not outside:
+        return AttackConfig(name=entry.name, label=table.get("label", entry.name),
+                            overrides=dict(table.get("overrides", {})), modes=attack_modes)
+    return AttackConfig(name=entry.name, label=entry.name, overrides=dict(table.get("overrides", {})),
+                        modes=attack_modes, function=entry.function, kind=entry.kind, threat=entry.threat,
+                        citation=table.get("citation"))
 
 
 def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
@@ -211,27 +281,7 @@ def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
 
     if not top["attacks"]:
         raise ValueError("config.attacks: must not be empty")
-    attacks = []
-    for i, table in enumerate(top["attacks"]):
-        where = f"config.attacks[{i}]"
-        _check_table(where, table, _ATTACK_FIELDS, ("name",))
-        try:
-            entry = get_entry(table["name"])
-        except ValueError as error:
-            raise ValueError(f"{where}.name: {error}") from None
-        overrides = table.get("overrides", {})
-        try:
-            check_overrides(entry.name, overrides)
-        except ValueError as error:
-            raise ValueError(f"{where}: {error}") from None
-        supported = tuple(m for m in modes if m in entry.modes)
-        attack_modes = _choices(f"{where}.modes", table["modes"], supported) if "modes" in table else supported
-        if not attack_modes:
-            raise ValueError(
-                f"{where}: {entry.name} supports {', '.join(entry.modes)}, none of config.modes {list(modes)}"
-            )
-        attacks.append(AttackConfig(name=entry.name, label=table.get("label", entry.name),
-                                    overrides=dict(overrides), modes=attack_modes))
+    attacks = [_attack_config(f"config.attacks[{i}]", table, modes) for i, table in enumerate(top["attacks"])]
     labels = [a.label for a in attacks]
     for label in labels:
         if labels.count(label) > 1:

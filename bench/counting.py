@@ -1,65 +1,226 @@
 """Count what an attack costs: forward and backward passes, and seconds.
 
 The harness measures cost itself rather than asking the attack (as
-AttackBench does, arXiv:2404.19460): the model is wrapped so that every
-forward call adds its batch size to ``forward_samples`` and every backward
-pass through its output adds the batch size to ``backward_samples``. Divided
-by the number of samples attacked, these are passes per sample. It also
-counts the calls (``forward_calls``, ``backward_calls``): on a GPU a call on
-a few samples costs nearly what one on a full batch does, so calls against
-passes show how much of an attack's time goes to steps on few samples. The
-counts are host integers updated from shapes only, so counting never
-synchronises with the device.
+AttackBench does, arXiv:2404.19460). A forward pass of ``n`` samples adds
+``n`` to ``forward_samples``; a backward pass that reaches the model adds
+``n`` to ``backward_samples``. Divided by the number of samples attacked,
+these are passes per sample. It also counts the calls (``forward_calls``,
+``backward_calls``): on a GPU a call on a few samples costs nearly what one
+on a full batch does, so calls against passes show how much of an attack's
+time goes to steps on few samples. The counts are host integers updated
+from shapes only, so counting never synchronises with the device.
+
+Where the counting happens
+--------------------------
+An attack is handed a :class:`CountingModel`, but the counting is not in
+its ``forward``: an attack could step around that by calling
+``counting.model`` (or ``counting.model.forward``) directly. Instead every
+*counted layer* of the wrapped model (each leaf module that holds
+parameters or buffers: the convolutions, linear layers and norms a pass
+cannot avoid) carries a forward hook, and its output a gradient hook. A
+pass counts however it enters the network, and a layer reached through
+``copy.deepcopy`` of the model still counts (the hooks are plain closures,
+which ``deepcopy`` shares). The passes are the most any counted layer saw,
+divided by how many times that layer runs in one pass of the whole model
+(measured on the first call through the wrapper, normally 1), so running
+part of the network costs a whole pass, never less.
+
+Totals only grow. :meth:`CountingModel.reset` moves a baseline rather than
+clearing them, and the runner reads :meth:`CountingModel.totals` before and
+after each attack call: an attack that rewinds the counts is caught
+(:func:`bench.guard`).
+
+What this cannot see: an attack that copies the weights out and
+re-implements the network with tensor operations. An attack runs in the
+harness's process; the guards here catch mistakes and the lies in the
+test suite, and a reviewer reading such code sees the rest.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CLOCKS", "CountingModel", "timed"]
+__all__ = ["CLOCKS", "CountingModel", "PassTotals", "counted_layers", "timed"]
+
+
+def counted_layers(model: nn.Module) -> list[nn.Module]:
+    """The leaf modules holding parameters or buffers (the model itself when there are none)."""
+    layers = [module for module in model.modules()
+              if not next(module.children(), None)
+              and (next(module.parameters(recurse=False), None) is not None
+                   or next(module.buffers(recurse=False), None) is not None)]
+    return layers or [model]
+
+
+@dataclass
+class _Layer:
+    """What one counted layer has seen."""
+
+    forward_calls: int = 0
+    forward_samples: int = 0
+    forward_sizes: Counter[int] = field(default_factory=Counter)
+    backward_calls: int = 0
+    backward_samples: int = 0
+    backward_sizes: Counter[int] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class PassTotals:
+    """Passes and calls, forward and backward, with the calls by batch size."""
+
+    forward_samples: int = 0
+    backward_samples: int = 0
+    forward_calls: int = 0
+    backward_calls: int = 0
+    forward_sizes: Counter[int] = field(default_factory=Counter)
+    backward_sizes: Counter[int] = field(default_factory=Counter)
+
+    def __sub__(self, other: PassTotals) -> PassTotals:
+        return PassTotals(self.forward_samples - other.forward_samples,
+                          self.backward_samples - other.backward_samples,
+                          self.forward_calls - other.forward_calls,
+                          self.backward_calls - other.backward_calls,
+                          self.forward_sizes - other.forward_sizes,
+                          self.backward_sizes - other.backward_sizes)
+
+    def covers(self, other: PassTotals) -> bool:
+        """Whether these totals are at least ``other``'s everywhere (totals only grow)."""
+        return (self.forward_samples >= other.forward_samples and self.backward_samples >= other.backward_samples
+                and self.forward_calls >= other.forward_calls and self.backward_calls >= other.backward_calls)
+
+
+def _first_tensor(output: object) -> Tensor | None:
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, (tuple, list)):
+        return next((item for item in output if isinstance(item, Tensor)), None)
+    return None
+
+
+def _forward_hook(layers: list[_Layer], i: int):
+    """A closure, not a bound method: ``copy.deepcopy`` of the model keeps counting into the same totals."""
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        tensor = _first_tensor(output)
+        if tensor is None or tensor.dim() == 0:
+            return
+        n = int(tensor.shape[0])
+        layer = layers[i]
+        layer.forward_calls += 1
+        layer.forward_samples += n
+        layer.forward_sizes[n] += 1
+        if tensor.requires_grad:
+            tensor.register_hook(_backward_hook(layer, n))
+
+    return hook
+
+
+def _backward_hook(layer: _Layer, n: int):
+    def hook(grad: Tensor) -> None:
+        layer.backward_calls += 1
+        layer.backward_samples += n
+        layer.backward_sizes[n] += 1
+
+    return hook
+
+
+def _remove(handles: list) -> None:
+    for handle in handles:
+        handle.remove()
+
+
+_FINALIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class CountingModel(nn.Module):
-    """Wraps a classifier and counts the samples sent forward and backward through it."""
+    """Wraps a classifier; hooks on its layers count the samples sent forward and backward through it.
+
+    The hooks are removed when the wrapper is garbage-collected or :meth:`close`\\ d. Two wrappers
+    alive on one model both count every pass through it, whichever wrapper it came through: close
+    one before counting with another.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.reset()
+        # The wrapper's own mode is the model's: a library that saves the mode of the module it is
+        # given and restores it afterwards (torchattacks does) must not put the model in training mode.
+        self.training = model.training
+        layers = counted_layers(model)
+        self._layers = [_Layer() for _ in layers]
+        self._multiplicity: list[int] | None = None
+        handles = [layer.register_forward_hook(_forward_hook(self._layers, i)) for i, layer in enumerate(layers)]
+        # Kept outside the module's attributes, so that a deep copy of the wrapper cannot remove them.
+        _FINALIZERS[self] = weakref.finalize(self, _remove, handles)
+        self._baseline = PassTotals()
 
-    def reset(self) -> None:
-        self.forward_samples = 0
-        self.backward_samples = 0
-        self.forward_calls = 0
-        self.backward_calls = 0
-        self.forward_sizes: Counter[int] = Counter()
-        """Forward calls by batch size."""
-        self.backward_sizes: Counter[int] = Counter()
-        """Backward passes by batch size."""
-
-    def _count_backward(self, n: int):
-        def hook(grad: Tensor) -> None:
-            self.backward_samples += n
-            self.backward_calls += 1
-            self.backward_sizes[n] += 1
-
-        return hook
+    def close(self) -> None:
+        """Remove the counting hooks from the wrapped model."""
+        finalizer = _FINALIZERS.pop(self, None)
+        if finalizer is not None:
+            finalizer()
 
     def forward(self, inputs: Tensor) -> Tensor:
-        logits = self.model(inputs)
-        n = int(inputs.shape[0])
-        self.forward_samples += n
-        self.forward_calls += 1
-        self.forward_sizes[n] += 1
-        if logits.requires_grad:
-            logits.register_hook(self._count_backward(n))
-        return logits
+        if self._multiplicity is None:  # how often each layer runs in one pass: measured once
+            before = [layer.forward_calls for layer in self._layers]
+            logits = self.model(inputs)
+            self._multiplicity = [layer.forward_calls - b for layer, b in zip(self._layers, before)]
+            return logits
+        return self.model(inputs)
+
+    def totals(self) -> PassTotals:
+        """Everything counted since the wrapper was made (never reset)."""
+        multiplicity = self._multiplicity or [1] * len(self._layers)
+        seen = [(layer, m) for layer, m in zip(self._layers, multiplicity) if m > 0] or [(self._layers[0], 1)]
+
+        def most(samples: str, calls: str, sizes: str) -> tuple[int, int, Counter[int]]:
+            layer, m = max(seen, key=lambda pair: getattr(pair[0], samples) // pair[1])
+            return (getattr(layer, samples) // m, getattr(layer, calls) // m,
+                    Counter({size: count // m for size, count in getattr(layer, sizes).items() if count // m}))
+
+        forward = most("forward_samples", "forward_calls", "forward_sizes")
+        backward = most("backward_samples", "backward_calls", "backward_sizes")
+        return PassTotals(forward[0], backward[0], forward[1], backward[1], forward[2], backward[2])
+
+    def reset(self) -> None:
+        """Count from zero again (the totals themselves are kept: see :meth:`totals`)."""
+        self._baseline = self.totals()
+
+    def since_reset(self) -> PassTotals:
+        return self.totals() - self._baseline
+
+    @property
+    def forward_samples(self) -> int:
+        return self.since_reset().forward_samples
+
+    @property
+    def backward_samples(self) -> int:
+        return self.since_reset().backward_samples
+
+    @property
+    def forward_calls(self) -> int:
+        return self.since_reset().forward_calls
+
+    @property
+    def backward_calls(self) -> int:
+        return self.since_reset().backward_calls
+
+    @property
+    def forward_sizes(self) -> Counter[int]:
+        """Forward calls by batch size."""
+        return self.since_reset().forward_sizes
+
+    @property
+    def backward_sizes(self) -> Counter[int]:
+        """Backward passes by batch size."""
+        return self.since_reset().backward_sizes
 
 
 def synchronize(device: torch.device) -> None:

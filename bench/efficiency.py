@@ -20,6 +20,7 @@ make ``B > F``).
 
 from __future__ import annotations
 
+import copy
 import statistics
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -30,6 +31,8 @@ from torch import Tensor, nn
 
 from attacks.checks import check_int
 from bench.counting import CountingModel, synchronize, timed
+from bench.guard import AttackCall, AttackVoid, Guard, call_attack
+from bench.verify import verify
 
 __all__ = ["Efficiency", "bare_pass_seconds", "call_seconds", "measure_efficiency"]
 
@@ -142,6 +145,9 @@ class Efficiency:
     its calls, steps on few samples included at what they really cost."""
     peak_memory_mib: float | None
     """Peak device memory the attack allocated (CUDA; the largest over rounds), None on other devices."""
+    fooling_rate: float = float("nan")
+    """Share of the batch the last round's examples fool, as :func:`bench.verify.verify` judges them: what was
+    timed is an attack that works."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -163,34 +169,41 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
     """
     check_int("rounds", rounds, 1)
     targeted = targets is not None
-    goal = targets if targeted else labels
-    counting = CountingModel(model)
+    # As in the runner: the attack gets its own copy of the model, guarded, and copies of the inputs
+    # (bench.guard.call_attack); the bare passes are timed on ``model``, which carries no counting hooks.
+    own = copy.deepcopy(model)
+    counting, guard = CountingModel(own), Guard(own)
+
+    def call(size: int) -> AttackCall:
+        result = call_attack(attack, counting, guard, inputs[:size], labels[:size],
+                             targets[:size] if targeted else None, clock=clock)
+        if result.void:
+            raise AttackVoid(result.void)
+        return result
+
     if warmup:
-        attack(counting, inputs[:warmup], goal[:warmup], targeted=targeted)
+        call(warmup)
         # The model's own kernels at the full batch's shape too: on a GPU the first call at a new shape
         # loads kernels and picks algorithms, and the H200 table's first attack paid for it (1.72).
         bare_pass_seconds(model, inputs, labels, repeats=1, clock=clock)
     batch = inputs.shape[0]
     measured, bare, ratios, peaks, call_expected, call_ratios = [], [], [], [], [], []
-    cuda = inputs.device.type == "cuda"
     for _ in range(rounds):
-        counting.reset()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(inputs.device)
-        with timed(inputs.device, clock) as seconds:
-            attack(counting, inputs, goal, targeted=targeted)
-        if cuda:
-            peaks.append(torch.cuda.max_memory_allocated(inputs.device) / 2**20)
-        forward, backward = counting.forward_samples / batch, counting.backward_samples / batch
-        calls = counting.forward_calls, counting.backward_calls
+        result = call(batch)
+        if result.peak_memory_mib is not None:
+            peaks.append(result.peak_memory_mib)
+        passes = result.passes
+        forward, backward = passes.forward_samples / batch, passes.backward_samples / batch
+        calls = passes.forward_calls, passes.backward_calls
         t_forward, t_forward_backward = bare_pass_seconds(model, inputs, labels, repeats=repeats, clock=clock)
         expected = (forward - backward) * t_forward + backward * t_forward_backward
-        measured.append(seconds[0] / batch)
+        measured.append(result.seconds / batch)
         bare.append((t_forward, t_forward_backward))
         ratios.append(measured[-1] / expected if expected > 0 else float("inf"))
-        call_expected.append(call_seconds(model, inputs, labels, counting.forward_sizes, counting.backward_sizes,
+        call_expected.append(call_seconds(model, inputs, labels, passes.forward_sizes, passes.backward_sizes,
                                           clock=clock) / batch)
         call_ratios.append(measured[-1] / call_expected[-1] if call_expected[-1] > 0 else float("inf"))
+    verified = verify(model, inputs, result.returned, labels, targets=targets)
     t_forward = statistics.median(t for t, _ in bare)
     t_forward_backward = statistics.median(t for _, t in bare)
     return Efficiency(
@@ -213,4 +226,5 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
         call_expected_seconds_per_sample=statistics.median(call_expected),
         call_ratio=statistics.median(call_ratios),
         peak_memory_mib=max(peaks) if peaks else None,
+        fooling_rate=float(verified.success.mean()),
     )

@@ -23,6 +23,12 @@ from torch import Tensor, nn
 
 __all__ = [
     "ATTACKS",
+    "ENTRY_POINT_GROUP",
+    "all_attacks",
+    "bind",
+    "check_contract",
+    "outside_entry",
+    "plugin_attacks",
     "KINDS",
     "MODES",
     "Attack",
@@ -402,17 +408,110 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
 })
 
 
+ENTRY_POINT_GROUP = "sparsebench.attacks"
+"""Installed packages add attacks here: each entry point names an :class:`AttackEntry` or a sequence of them."""
+
+
+@functools.lru_cache(maxsize=None)
+def plugin_attacks() -> Mapping[str, tuple[AttackEntry, str]]:
+    """Attacks added by installed packages (entry point group ``sparsebench.attacks``), with each package's name.
+
+    A name that clashes with a built-in attack or with another package's is an error.
+    """
+    found: dict[str, tuple[AttackEntry, str]] = {}
+    for entry_point, package in _entry_points(ENTRY_POINT_GROUP):
+        for entry in _entries(entry_point.load(), AttackEntry, f"{package}: entry point {entry_point.name!r}"):
+            clash = "a built-in attack" if entry.name in ATTACKS else (
+                f"an attack of {found[entry.name][1]}" if entry.name in found else "")
+            if clash:
+                raise ValueError(f"{package}: attack {entry.name!r} (entry point {entry_point.value}) clashes "
+                                 f"with {clash}; rename it")
+            found[entry.name] = (entry, package)
+    return MappingProxyType(found)
+
+
+def _entry_points(group: str) -> list[tuple[Any, str]]:
+    """The installed entry points of ``group`` with the name of the package each comes from."""
+    from importlib.metadata import entry_points
+
+    return [(ep, ep.dist.name if ep.dist is not None else ep.module) for ep in entry_points(group=group)]
+
+
+def _entries(value: Any, kind: type, where: str) -> list[Any]:
+    entries = [value] if isinstance(value, kind) else list(value) if isinstance(value, (list, tuple)) else [value]
+    for entry in entries:
+        if not isinstance(entry, kind):
+            raise ValueError(f"{where}: {entry!r} is not a {kind.__name__}")
+    return entries
+
+
+def all_attacks() -> dict[str, AttackEntry]:
+    """The built-in attacks, then those installed packages add."""
+    return {**ATTACKS, **{name: entry for name, (entry, _) in plugin_attacks().items()}}
+
+
 def attack_names() -> list[str]:
-    """Registered attack names, in registry order."""
-    return list(ATTACKS)
+    """Registered attack names (built-in, then installed packages'), in registry order."""
+    return list(all_attacks())
 
 
 def get_entry(name: str) -> AttackEntry:
     """The registry entry for ``name``; ``ValueError`` naming the allowed names otherwise."""
+    entries = all_attacks()
     try:
-        return ATTACKS[name]
+        return entries[name]
     except KeyError:
-        raise ValueError(f"attack: {name!r} is not registered; allowed: {', '.join(ATTACKS)}") from None
+        raise ValueError(f"attack: {name!r} is not registered; allowed: {', '.join(entries)}") from None
+
+
+def check_contract(function: Callable[..., Any], where: str) -> None:
+    """Raise ``ValueError`` unless ``function`` takes SparseBench's attack contract.
+
+    The contract: ``function(model, inputs, labels, *, targeted=False, **hyperparameters) -> Tensor``,
+    its hyperparameters keyword-only with defaults.
+    """
+    if not callable(function):
+        raise ValueError(f"{where}: {function!r} is not callable")
+    try:
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: cannot read the signature of {function!r}") from None
+    kinds = inspect.Parameter
+    positional = [p for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+    variadic = any(p.kind is kinds.VAR_POSITIONAL for p in parameters)
+    contract = "function(model, inputs, labels, *, targeted=False, **hyperparameters)"
+    if len(positional) < 3 and not variadic:
+        raise ValueError(f"{where}: takes {len(positional)} positional argument(s); the contract is {contract}")
+    extra = [p.name for p in positional[3:] if p.default is inspect.Parameter.empty]
+    extra += [p.name for p in parameters if p.kind is kinds.KEYWORD_ONLY and p.default is inspect.Parameter.empty
+              and p.name != "targeted"]
+    if extra:
+        raise ValueError(f"{where}: argument(s) {', '.join(extra)} have no default; the contract is {contract}")
+    names = {p.name for p in parameters}
+    if "targeted" not in names and not any(p.kind is kinds.VAR_KEYWORD for p in parameters):
+        raise ValueError(f"{where}: has no 'targeted' keyword; the contract is {contract}")
+
+
+def outside_entry(function: str, *, label: str, kind: str, modes: tuple[str, ...] = MODES,
+                  threat: str = "white-box", citation: str = "", where: str = "attack") -> AttackEntry:
+    """An :class:`AttackEntry` for any importable callable that follows the contract (a config's ``function``).
+
+    Raises ``ValueError`` when ``function`` is not ``"module:attribute"``, cannot be imported, or does
+    not take the contract's arguments (:func:`check_contract`).
+    """
+    module, _, attribute = function.partition(":")
+    if not module or not attribute:
+        raise ValueError(f"{where}.function: {function!r} is not 'module:attribute'")
+    try:
+        loaded = _import(function)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"{where}.function: cannot import {function!r}: {error}") from None
+    check_contract(loaded, f"{where}.function {function!r}")
+    try:
+        return AttackEntry(name=label, function=function, kind=kind, norm="l0", source=f"outside ({module})",
+                           modes=tuple(modes), threat=threat, citation=citation or f"outside attack {function}")
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 class Attack:
@@ -451,9 +550,10 @@ class Attack:
         return f"Attack({self.entry.name!r}, {arguments})"
 
 
-def check_overrides(name: str, overrides: Mapping[str, Any]) -> None:
+def check_overrides(name: str | AttackEntry, overrides: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` for an override that is not one of the attack's hyperparameters."""
-    entry = get_entry(name)
+    entry = name if isinstance(name, AttackEntry) else get_entry(name)
+    name = entry.name
     allowed = entry.parameters()
     for key, value in overrides.items():
         if key not in allowed:
@@ -508,8 +608,12 @@ def get_attack(name: str, *, dataset: str | None = None, **overrides: Any) -> At
     Attack
         ``attack(model, inputs, labels, *, targeted=False) -> Tensor``.
     """
-    entry = get_entry(name)
-    check_overrides(name, overrides)
+    return bind(get_entry(name), dataset=dataset, **overrides)
+
+
+def bind(entry: AttackEntry, *, dataset: str | None = None, **overrides: Any) -> Attack:
+    """:func:`get_attack` for an entry in hand (a registered one or :func:`outside_entry`'s)."""
+    check_overrides(entry, overrides)
     hyperparameters = entry.hyperparameters(_family(dataset) if dataset is not None else None)
     if dataset is not None and "dataset" in hyperparameters:
         hyperparameters["dataset"] = dataset

@@ -16,6 +16,7 @@ uninterrupted run would have written.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -32,10 +33,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from bench.config import BenchmarkConfig
-from bench.counting import CountingModel, timed
+from bench.counting import CountingModel
+from bench.guard import Guard, call_attack
 from bench.data import get_batch
 from bench.provenance import git_commit, hardware, versions
-from bench.registry import get_attack
 from bench.store import ResultsStore, SampleRow, encode_example
 from bench.verify import verify
 
@@ -145,8 +146,10 @@ class ModelSession:
     """One model ready to be attacked: its data, the samples chosen, and the two views of it.
 
     ``model`` is the float32 original, which selects the samples and verifies
-    every example; ``counting`` wraps ``attacked`` (the model under the
-    config's speed options, see :mod:`bench.speed`) and is what attacks run on.
+    every example; no attack ever gets it. ``counting`` wraps the attacked
+    model, a copy of it under the config's speed options (:mod:`bench.speed`),
+    and is what attacks run on; ``guard`` watches that copy and torch
+    (:class:`bench.guard.Guard`).
     """
 
     dataset_name: str
@@ -156,6 +159,7 @@ class ModelSession:
     model_name: str
     model: nn.Module
     counting: CountingModel
+    guard: Guard
     selection: Selection
     device: torch.device
 
@@ -167,6 +171,8 @@ class Unit:
     key: tuple[str, str, str, str]
     attack: object
     targets: Tensor | None
+    void: str = ""
+    """Why every batch of the unit is invalid, when its preparation tampered ("" otherwise)."""
 
 
 def open_model(config: BenchmarkConfig, dataset_name: str, split: str, dataset, model_name: str,
@@ -177,15 +183,17 @@ def open_model(config: BenchmarkConfig, dataset_name: str, split: str, dataset, 
     from bench.speed import speed_up
 
     model = prepare_model(loader(model_name, dataset_name, device), device)
-    attacked = speed_up(model, precision=config.precision, channels_last=config.channels_last, device=device)
+    attacked = speed_up(copy.deepcopy(model), precision=config.precision, channels_last=config.channels_last,
+                        device=device)
     selection = select_samples(model, dataset, n_samples=config.n_samples, seed=config.seed, device=device)
+    counting = CountingModel(attacked)
     return ModelSession(dataset_name, split, dataset, DATASETS[dataset_name].num_classes, model_name, model,
-                        CountingModel(attacked), selection, device)
+                        counting, Guard(attacked), selection, device)
 
 
 def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mode: str) -> Unit:
     """Build the unit's attack (with the config's overrides) and choose its targets."""
-    attack = get_attack(attack_config.name, dataset=session.dataset_name, **attack_config.overrides)
+    attack = attack_config.build(dataset=session.dataset_name)
     targets = (choose_targets(session.selection, how=config.target_selection, seed=config.seed,
                               num_classes=session.num_classes)
                if mode == "targeted" else None)
@@ -193,9 +201,14 @@ def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mod
 
 
 def prepare_unit(unit: Unit, session: ModelSession, *, cache_dir: Path | None, progress: bool) -> None:
-    """The attack's one-off preparation: outside the timing and on the bare model, since
-    what an attack learns once is not its cost."""
-    unit.attack.prepare(session.model, targeted=unit.key[3] == "targeted", cache_dir=cache_dir, progress=progress)
+    """The attack's one-off preparation: outside the timing and uncounted, since what an attack
+    learns once is not its cost. It gets a copy of the float32 model; if it tampers with torch
+    (see :class:`bench.guard.Guard`), every batch of the unit is void."""
+    unit.attack.prepare(copy.deepcopy(session.model), targeted=unit.key[3] == "targeted", cache_dir=cache_dir,
+                        progress=progress)
+    tampered = session.guard.check_and_restore()
+    if tampered:
+        unit.void = f"prepare: {tampered}"
 
 
 def _batch_inputs(session: ModelSession, unit: Unit, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -212,7 +225,9 @@ def choose_batch_size(config: BenchmarkConfig, session: ModelSession, unit: Unit
     if config.batch_size != "auto":
         return int(config.batch_size)
     images, labels, targets = _batch_inputs(session, unit, 0, n)
-    return largest_batch(unit.attack, session.counting.model, images, labels, targets=targets, limit=n).batch_size
+    size = largest_batch(unit.attack, session.counting.model, images, labels, targets=targets, limit=n).batch_size
+    session.guard.check_and_restore()  # what the estimate's runs changed does not reach the batches
+    return size
 
 
 def wants_warmup(config: BenchmarkConfig, device: torch.device) -> bool:
@@ -229,39 +244,29 @@ def warm_up(session: ModelSession, unit: Unit, start: int, stop: int) -> None:
     warm-up changes no result.
     """
     images, labels, targets = _batch_inputs(session, unit, start, stop)
-    unit.attack(session.counting, images, targets if targets is not None else labels, targeted=targets is not None)
-    session.counting.reset()
+    call_attack(unit.attack, session.counting, session.guard, images, labels, targets)
 
 
 def attack_batch(session: ModelSession, unit: Unit, batch: int, start: int, stop: int,
                  seed: int) -> tuple[list[SampleRow], list[tuple]]:
     """Attack one batch, timed and counted, verify every example, and return its rows and examples.
 
-    The clock (synchronised with the device at both ends, :func:`bench.counting.timed`)
-    covers the attack call alone: not loading the data, not verification.
-    On CUDA the peak memory allocated during the call is recorded too.
+    The attack runs through :func:`bench.guard.call_attack`: on copies of
+    the batch, on the session's attacked copy of the model, with everything
+    it may not change checked and put back afterwards. Verification uses
+    the originals and the session's own model. A call that raised or
+    tampered makes every example of the batch invalid, with the reason.
     """
-    key, device, counting = unit.key, session.device, session.counting
     indices = session.selection.indices[start:stop]
     images, labels, batch_targets = _batch_inputs(session, unit, start, stop)
     size = len(indices)
 
     seed_everything(seed)
-    counting.reset()
-    error = ""
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    with timed(device) as seconds:
-        try:
-            adversarial = unit.attack(counting, images, batch_targets if batch_targets is not None else labels,
-                                      targeted=batch_targets is not None)
-        except Exception as exc:  # the run goes on; the batch counts as failed and says why
-            error = f"attack raised {type(exc).__name__}: {exc}"
-            warnings.warn(f"{'/'.join(key)} batch {batch}: {error}", RuntimeWarning, stacklevel=2)
-            adversarial = images
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
-    verified = verify(session.model, images, adversarial, labels, targets=batch_targets)
+    call = call_attack(unit.attack, session.counting, session.guard, images, labels, batch_targets)
+    error = unit.void or call.void
+    if error:
+        warnings.warn(f"{'/'.join(unit.key)} batch {batch}: {error}", RuntimeWarning, stacklevel=2)
+    verified = verify(session.model, images, call.returned if not error else images, labels, targets=batch_targets)
 
     rows, examples = [], []
     for i, index in enumerate(indices):
@@ -282,10 +287,10 @@ def attack_batch(session: ModelSession, unit: Unit, batch: int, start: int, stop
             l1=float(verified.l1[i]),
             l2=float(verified.l2[i]),
             linf=float(verified.linf[i]),
-            forward_passes=counting.forward_samples / size,
-            backward_passes=counting.backward_samples / size,
-            seconds=seconds[0] / size,
-            peak_memory_mib=peak,
+            forward_passes=call.passes.forward_samples / size,
+            backward_passes=call.passes.backward_samples / size,
+            seconds=call.seconds / size,
+            peak_memory_mib=call.peak_memory_mib,
         ))
         examples.append((sample_id, list(images[i].shape), *encode_example(images[i], verified.adversarial[i])))
     return rows, examples

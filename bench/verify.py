@@ -35,6 +35,22 @@ class Verified:
     """The examples as checked (the inputs themselves where the attack's output was unusable)."""
 
 
+def _refusal(inputs: Tensor, adversarial: object) -> str:
+    """Why a returned value cannot be an example at all ("" when it can be checked element-wise)."""
+    if not isinstance(adversarial, Tensor):
+        return f"returned a {type(adversarial).__name__}, not a Tensor"
+    if type(adversarial) not in (Tensor, nn.Parameter):
+        # A subclass can redefine every operation verification would apply to it.
+        return f"returned a Tensor subclass ({type(adversarial).__name__})"
+    if tuple(adversarial.shape) != tuple(inputs.shape):
+        return f"shape {tuple(adversarial.shape)} != {tuple(inputs.shape)}"
+    if not adversarial.is_floating_point():
+        return f"dtype {adversarial.dtype} is not floating"
+    if adversarial.device != inputs.device:
+        return f"device {adversarial.device} != {inputs.device}"
+    return ""
+
+
 @torch.no_grad()
 def verify(
     model: nn.Module,
@@ -61,23 +77,21 @@ def verify(
     Returns
     -------
     Verified
-        An example is valid if it has the inputs' shape, a floating dtype,
-        finite values and lies inside [0, 1] exactly; an invalid example
-        counts as a failure and its sizes are measured on the clean input.
+        An example is valid if it is a plain ``Tensor`` (not a subclass, not
+        a numpy array or None) of the inputs' shape, on their device, of a
+        floating dtype, with finite values inside [0, 1] exactly; an invalid
+        example counts as a failure and its sizes are measured on the clean
+        input.
     """
     batch = inputs.shape[0]
     violation = [""] * batch
-    if not isinstance(adversarial, Tensor) or tuple(adversarial.shape) != tuple(inputs.shape):
-        shape = tuple(adversarial.shape) if isinstance(adversarial, Tensor) else type(adversarial).__name__
-        violation = [f"shape {shape} != {tuple(inputs.shape)}"] * batch
-        checked = inputs.clone()
-        valid = torch.zeros(batch, dtype=torch.bool, device=inputs.device)
-    elif not adversarial.is_floating_point():
-        violation = [f"dtype {adversarial.dtype} is not floating"] * batch
+    refused = _refusal(inputs, adversarial)
+    if refused:
+        violation = [refused] * batch
         checked = inputs.clone()
         valid = torch.zeros(batch, dtype=torch.bool, device=inputs.device)
     else:
-        checked = adversarial.detach().to(device=inputs.device, dtype=inputs.dtype)
+        checked = adversarial.detach().to(dtype=inputs.dtype)
         flat = checked.flatten(1)
         finite = torch.isfinite(flat).all(1)
         inside = ((flat >= 0) & (flat <= 1)).all(1)

@@ -85,16 +85,18 @@ def main(argv: list[str] | None = None) -> int:
         ("`torchattacks/sparsefool`", torchattacks_sparsefool, 1),
     ):
         seconds, outputs, counting = [], [], CountingModel(model)
+        forward = backward = 0
         for start in range(0, len(images), args.batch):
             x, y = images[start : start + args.batch], labels[start : start + args.batch]
             best = float("inf")
             for repeat in range(repeats):
-                forward, backward = counting.forward_samples, counting.backward_samples
+                before = counting.totals()
                 with timed(device) as elapsed:
                     adversarial = attack(counting, x, y)
                 best = min(best, elapsed[0])
-                if repeat < repeats - 1:  # count the passes of one run only
-                    counting.forward_samples, counting.backward_samples = forward, backward
+                if repeat == repeats - 1:  # count the passes of one run only
+                    spent = counting.totals() - before
+                    forward, backward = forward + spent.forward_samples, backward + spent.backward_samples
             seconds.append(best)
             outputs.append(adversarial)
         verified = verify(model, images, torch.cat(outputs), labels)
@@ -104,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             "fooling_rate": success.mean(),
             "l0_pixels": float(np.median(verified.l0_pixels[success])) if success.any() else float("nan"),
             "l0_elements": float(np.median(verified.l0_elements[success])) if success.any() else float("nan"),
-            "forward": counting.forward_samples / len(images),
-            "backward": counting.backward_samples / len(images),
+            "forward": forward / len(images),
+            "backward": backward / len(images),
             "seconds_per_sample": sum(seconds) / len(images),
             "l0_per_sample": verified.l0_pixels,
             "success": success,

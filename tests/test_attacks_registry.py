@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
 import torch
 
 from bench.counting import CountingModel
+from bench.guard import Guard, call_attack
 from bench.data import get_batch
 from bench.registry import ATTACKS, get_attack
 from bench.verify import verify
@@ -79,15 +81,16 @@ def test_attack_verified_by_harness(name, mode, batch_size, tiny_model, fashion_
     images, labels = images[correct][:batch_size], labels[correct][:batch_size]
     targeted = mode == "targeted"
     targets = (labels + 3) % 10 if targeted else None
-    counting = CountingModel(tiny_model)
+    attacked = copy.deepcopy(tiny_model)
+    counting, guard = CountingModel(attacked), Guard(attacked)
 
     attack = get_attack(name, dataset="fashion-mnist", **FAST[name])
-    adversarial = attack(counting, images, targets if targeted else labels, targeted=targeted)
-    verified = verify(tiny_model, images, adversarial, labels, targets=targets)
+    call = call_attack(attack, counting, guard, images, labels, targets)
+    assert call.void == ""  # no registered attack touches what it may not
+    verified = verify(tiny_model, images, call.returned, labels, targets=targets)
 
     assert verified.valid.all(), verified.violation
-    assert adversarial.shape == images.shape
-    assert counting.forward_samples >= batch_size  # the harness saw the attack use the model
+    assert call.passes.forward_samples >= batch_size  # the harness saw the attack use the model
     # What the harness measured agrees with the example: success only with a change.
     assert (verified.l0_elements[verified.success] > 0).all()
     assert (verified.l0_pixels <= verified.l0_elements).all()

@@ -96,3 +96,42 @@ def test_packaged_configs_parse(tmp_path):
         load_config(path)  # every shipped config is valid
     with pytest.raises(ValueError, match="neither a file nor a packaged config"):
         resolve_config("cifar100")
+
+
+OUTSIDE = {"function": "outside_contracts:good", "kind": "fixed-budget", "threat": "black-box",
+           "citation": "Doe, 'An attack', 2026"}
+
+
+def test_outside_attack_by_function():
+    config = parse_config(with_(attacks=[{**OUTSIDE, "overrides": {"steps": 5}}, {"name": "i-fgsm"}]))
+    outside, registered = config.attacks
+    assert (outside.label, outside.kind, outside.threat, outside.function) == (
+        "good", "fixed-budget", "black-box", "outside_contracts:good")
+    attack = outside.build(dataset="fashion-mnist")
+    assert attack.hyperparameters == {"steps": 5, "eps": 0.5}
+    assert attack.entry.citation == "Doe, 'An attack', 2026" and attack.entry.source == "outside (outside_contracts)"
+    # A registered attack's table reads as before, so existing runs keep their fingerprints.
+    assert set(config.to_dict()["attacks"][1]) == {"name", "label", "overrides", "modes"}
+
+
+@pytest.mark.parametrize("table,message", [
+    ({**OUTSIDE, "stepz": 3}, r"config.attacks\[0\]: unknown field 'stepz'; allowed: name, label, overrides, modes, "
+                               r"function, kind, threat, citation"),
+    ({**OUTSIDE, "name": "i-fgsm"}, r"config.attacks\[0\]: give either 'name' .* or 'function'"),
+    ({"label": "x"}, r"config.attacks\[0\]: give either 'name'"),
+    ({"name": "i-fgsm", "kind": "fixed-budget"}, r"'kind' describe an outside attack; 'i-fgsm' is registered"),
+    ({"function": "outside_contracts"}, r"config.attacks\[0\].function: 'outside_contracts' is not 'module:attribute'"),
+    ({"function": "no_such_module:f"}, r"cannot import 'no_such_module:f': No module named 'no_such_module'"),
+    ({"function": "outside_contracts:missing"}, r"cannot import 'outside_contracts:missing'"),
+    ({"function": "outside_contracts:NOT_CALLABLE"}, r"3 is not callable"),
+    ({"function": "outside_contracts:two_arguments"}, r"takes 2 positional argument\(s\); the contract is "
+                                                      r"function\(model, inputs, labels, \*, targeted=False"),
+    ({"function": "outside_contracts:no_targeted"}, r"has no 'targeted' keyword"),
+    ({"function": "outside_contracts:required_hyperparameter"}, r"argument\(s\) steps have no default"),
+    ({**OUTSIDE, "kind": "greedy"}, r"config.attacks\[0\]: good.kind: 'greedy' is not one of minimum-norm, fixed"),
+    ({**OUTSIDE, "overrides": {"stepz": 1}}, r"'stepz' \(= 1\) is not a hyperparameter of good; allowed: steps, eps"),
+    ({**OUTSIDE, "overrides": {"steps": "3"}}, r"good.overrides.steps: '3' is a str; expected int"),
+])
+def test_outside_attack_errors(table, message):
+    with pytest.raises(ValueError, match=message):
+        parse_config(with_(attacks=[table]))

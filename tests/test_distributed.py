@@ -7,6 +7,7 @@ tasks in real worker processes, one of which is made to die.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -34,8 +35,10 @@ def _config(**changes):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    tests = str(Path(__file__).parent)  # the workers import the lying attacks by name, as the runner does
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error",
-             object_store_memory=100 * 2**20, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+             object_store_memory=100 * 2**20, _temp_dir=str(tmp_path_factory.mktemp("ray")),
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}})
     assert ray.cluster_resources()["CPU"] == 2  # two one-CPU tasks at a time: two workers
     yield
     ray.shutdown()
@@ -153,3 +156,20 @@ def test_run_command_with_ray_matches_the_plain_run_command(tmp_path, cluster):
     assert len(_rows(fanned, run_id)) == 16
     pd.testing.assert_frame_equal(_rows(fanned, run_id), _rows(plain, run_id))
     assert (tmp_path / "ray" / run_id / "summary.md").is_file()
+
+
+def test_a_lie_gets_no_credit_on_ray_either(tmp_path, tiny_model, cluster, reference):
+    """The workers run the runner's guarded call: a lie is void with its reason, the honest attack unchanged."""
+    config = _config(attacks=[{"function": "lying_attacks:zero_weights", "label": "zero-weights"},
+                              {"name": "i-fgsm", "overrides": {"steps": 5}}])
+    with ResultsStore(tmp_path / "store.sqlite") as store:
+        run_id = run_distributed(config, store, load_model=lambda *_: tiny_model, batches_per_shard=2,
+                                 progress=False)
+        rows = _rows(store, run_id)
+    lie = rows[rows["attack"] == "zero-weights"]
+    assert len(lie) == 24 and not lie["success"].any() and not lie["valid"].any()
+    assert lie["violation"].str.contains("the attack changed the values of model.1.weight").all()
+    honest = rows[rows["attack"] == "i-fgsm"].drop(columns="run_id", errors="ignore").reset_index(drop=True)
+    ref_store, ref_id = reference
+    ref = _rows(ref_store, ref_id)
+    pd.testing.assert_frame_equal(honest, ref[ref["attack"] == "i-fgsm"].reset_index(drop=True))

@@ -90,3 +90,22 @@ def test_calls_priced_at_their_own_size_cost_more_than_their_share_of_a_full_bat
     result = measure_efficiency(get_attack("sparse-rs", k=10, n_queries=60), tiny_model, images, labels,
                                 warmup=0, repeats=1)
     assert result.call_expected_seconds_per_sample > 0 and result.call_ratio > 0
+
+
+def test_bench_guards_the_attack_as_the_runner_does(tiny_model, samples):
+    """``sparsebench bench`` times through the runner's guarded call: a lie ends its row, hidden passes count."""
+    import lying_attacks
+    from bench.guard import AttackVoid
+
+    images, labels, _ = samples
+    weight = tiny_model[1].weight.clone()
+    with pytest.raises(AttackVoid, match="the attack changed the values of model.1.weight"):
+        measure_efficiency(lying_attacks.zero_weights, tiny_model, images, labels, warmup=0, repeats=1)
+    with pytest.raises(AttackVoid, match="wrote into the inputs"):
+        measure_efficiency(lying_attacks.write_into_inputs, tiny_model, images, labels, warmup=0, repeats=1)
+    assert torch.equal(tiny_model[1].weight, weight) and not tiny_model.training
+    hidden = measure_efficiency(lying_attacks.hidden_passes, tiny_model, images, labels, warmup=0, repeats=1)
+    assert (hidden.forward_per_sample, hidden.backward_per_sample) == (8, 0) and hidden.fooling_rate == 0
+    honest = measure_efficiency(get_attack("i-fgsm", eps=0.3, alpha=0.05, steps=10), tiny_model, images, labels,
+                                warmup=0, repeats=1)
+    assert honest.fooling_rate >= 0.75  # verified by the harness, on the examples it timed

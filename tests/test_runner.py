@@ -142,17 +142,19 @@ def test_report_files(finished_run, tmp_path):
 
 
 def test_failing_attack_is_recorded_not_counted(tmp_path, tiny_model):
-    """An attack that returns out-of-box values gets no credit for them."""
-    from bench import registry
-
-    config = small_config(attacks=[{"name": "i-fgsm", "overrides": {"eps": 5.0, "alpha": 2.0, "steps": 1}}],
+    """An attack that returns out-of-box values gets no credit for them, and its other examples keep theirs."""
+    config = small_config(attacks=[{"function": "lying_attacks:half_outside_box", "label": "half"}],
                           modes=["untargeted"])
-    # eps 5 with alpha 2 stays inside [0, 1] because i-fgsm clamps: all valid.
     with ResultsStore(tmp_path / "s.sqlite") as store:
         run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
-        rows = store.samples(run_id)
-    assert rows["valid"].all()
-    assert registry.ATTACKS["i-fgsm"].kind == "fixed-budget"
+        rows = store.samples(run_id).sort_values("sample_index")
+    pushed = rows[rows["violation"] != ""]
+    kept = rows[rows["violation"] == ""]
+    assert len(pushed) == 5 and len(kept) == 5  # every other sample of batches 4, 4, 2
+    assert not pushed["valid"].any() and not pushed["success"].any()
+    assert pushed["violation"].str.startswith("outside [0, 1]: min 0, max 1.5").all()
+    assert (pushed["l0_elements"] == 0).all()  # measured on the clean input
+    assert kept["valid"].all() and kept["success"].sum() >= 4
 
 
 def _count_rows(path: Path) -> int:

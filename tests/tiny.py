@@ -25,13 +25,18 @@ def train_linear(n: int = 3000, steps: int = 150, seed: int = 0) -> nn.Module:
 
 
 def run_verified(attack, model, samples, mode, n=None, **hyperparameters):
-    """Run ``attack`` through a counting wrapper on ``samples`` (images, labels, targets) and verify it."""
+    """Run ``attack`` through a counting wrapper on ``samples`` (images, labels, targets) and verify it.
+
+    Returns the verdicts and the passes counted (a :class:`~bench.counting.PassTotals`); the wrapper's
+    hooks are removed, so that a later wrapper on the same model counts alone.
+    """
     images, labels, targets = (tensor[:n] for tensor in samples)
     targeted = mode == "targeted"
     counting = CountingModel(model)
     adversarial = attack(counting, images, targets if targeted else labels, targeted=targeted, **hyperparameters)
+    counting.close()
     verified = verify(model, images, adversarial, labels, targets=targets if targeted else None)
-    return verified, counting
+    return verified, counting.since_reset()
 
 
 class _NoGradient(torch.autograd.Function):
