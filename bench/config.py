@@ -43,12 +43,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bench.registry import MODES, Attack, AttackEntry, bind, check_overrides, get_entry, outside_entry
+from torch.utils.data import Dataset
+
+from bench.data import DATASETS, DatasetInfo, load_dataset
+from bench.models import all_models, model_names
+from bench.outside import image_shape, import_object, load_outside_dataset
+from bench.registry import FAMILIES, MODES, Attack, AttackEntry, bind, check_overrides, get_entry, outside_entry
 from bench.speed import PRECISIONS
 
 __all__ = [
-    "AttackConfig", "BenchmarkConfig", "DatasetConfig", "default_config_path", "load_config", "packaged_configs",
-    "parse_config", "resolve_config",
+    "AttackConfig", "BenchmarkConfig", "DatasetConfig", "ModelConfig", "default_config_path", "load_config", "packaged_configs",
+    "parse_config", "resolve_config", "stored_dataset",
 ]
 
 TARGET_SELECTIONS = ("random", "least-likely")
@@ -57,10 +62,68 @@ BUDGET_UNITS = ("pixels", "elements")
 
 @dataclass(frozen=True)
 class DatasetConfig:
+    """One ``[[datasets]]`` table: a registered dataset by ``name``, or an outside one by ``folder`` or ``function``.
+
+    An outside dataset is a test set: a folder in ``ImageFolder`` layout or a
+    callable returning ``(images, labels)`` (:mod:`bench.outside`), with its
+    ``num_classes``. ``models_of`` names a registered dataset whose models it
+    can be attacked with (same image shape and classes, checked when it
+    loads); ``family`` picks the attacks' default hyperparameters (from
+    ``models_of`` when it is given).
+    """
+
     name: str
     models: tuple[str, ...]
     root: str | None = None
     split: str = "test"
+    folder: str | None = None
+    function: str | None = None
+    num_classes: int | None = None
+    models_of: str | None = None
+    family: str | None = None
+
+    @property
+    def outside(self) -> bool:
+        return self.folder is not None or self.function is not None
+
+    @property
+    def weights_of(self) -> str:
+        """The dataset whose registered models' weights serve here: ``models_of``, else the dataset itself."""
+        return self.models_of or self.name
+
+    def info(self) -> DatasetInfo:
+        """Classes, image shape and family (an outside dataset's shape is read when it loads)."""
+        if not self.outside:
+            return DATASETS[self.name]
+        like = DATASETS.get(self.models_of or "")
+        if like is None:  # parse_config required num_classes and family then
+            return DatasetInfo(self.name, self.num_classes or 0, (0, 0, 0), self.family or "")
+        return DatasetInfo(self.name, like.num_classes, like.shape, self.family or like.family)
+
+    def load(self) -> Dataset:
+        """The split to attack; an outside dataset is checked against ``models_of``'s shape and classes."""
+        if not self.outside:
+            return load_dataset(self.name, split=self.split, root=self.root)
+        info = self.info()
+        dataset = load_outside_dataset(name=self.name, folder=self.folder, function=self.function,
+                                       num_classes=info.num_classes)
+        shape = image_shape(dataset)
+        if self.models_of is not None and shape != DATASETS[self.models_of].shape:
+            raise ValueError(f"dataset {self.name!r}: images of shape {shape} do not fit the models of "
+                             f"{self.models_of!r}, which take {DATASETS[self.models_of].shape}")
+        return dataset
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One ``[[models]]`` table: an outside model (:func:`bench.outside.load_outside_model`)."""
+
+    name: str
+    function: str
+    datasets: tuple[str, ...]
+    checkpoint: str | None = None
+    description: str = ""
+    citation: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,15 +151,16 @@ class AttackConfig:
         return outside_entry(self.function, label=self.label, kind=self.kind or "minimum-norm", modes=self.modes,
                              threat=self.threat or "white-box", citation=self.citation or "")
 
-    def build(self, dataset: str | None = None) -> Attack:
-        """The attack bound to its defaults for ``dataset`` and this table's overrides."""
-        return bind(self.entry(), dataset=dataset, **self.overrides)
+    def build(self, dataset: str | None = None, *, family: str | None = None) -> Attack:
+        """The attack bound to its defaults for ``dataset`` (or ``family``) and this table's overrides."""
+        return bind(self.entry(), dataset=dataset, family=family, **self.overrides)
 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
     datasets: tuple[DatasetConfig, ...]
     attacks: tuple[AttackConfig, ...]
+    models: tuple[ModelConfig, ...] = ()
     name: str = "benchmark"
     seed: int = 0
     n_samples: int = 100
@@ -112,11 +176,26 @@ class BenchmarkConfig:
 
     def to_dict(self) -> dict[str, Any]:
         content = json.loads(json.dumps(dataclasses.asdict(self)))
-        for attack in content["attacks"]:  # a registered attack's table reads as it did before outside ones
-            for key in _OUTSIDE_ONLY:
-                if attack[key] is None:
-                    attack.pop(key)
+        # Registered attacks and datasets read as they did before outside ones existed (fingerprints hold).
+        for table, keys in [(a, _OUTSIDE_ONLY) for a in content["attacks"]] + [
+                (d, _OUTSIDE_DATASET) for d in content["datasets"]]:
+            for key in keys:
+                if table[key] is None:
+                    table.pop(key)
+        for attack in content["attacks"]:
+            if "function" in attack:  # an outside attack's table, as written: its label names it
+                attack.pop("name")
+        if not content["models"]:
+            content.pop("models")
         return content
+
+    def model(self, name: str) -> ModelConfig | None:
+        """The outside model of that name, if the config has one."""
+        return next((m for m in self.models if m.name == name), None)
+
+    def dataset(self, name: str) -> DatasetConfig | None:
+        """The config's dataset of that name."""
+        return next((d for d in self.datasets if d.name == name), None)
 
     def fingerprint(self) -> str:
         """A short hash of everything that decides the results.
@@ -137,6 +216,7 @@ class BenchmarkConfig:
 
 _TIME_ONLY = ("device", "warmup")
 _OUTSIDE_ONLY = ("function", "kind", "threat", "citation")
+_OUTSIDE_DATASET = ("folder", "function", "num_classes", "models_of", "family")
 _LATER_FIELDS = {"precision": "fp32", "channels_last": False}
 
 
@@ -144,9 +224,15 @@ _TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str, "seed": int, "n_samples": int, "batch_size": (int, str), "modes": list,
     "target_selection": str, "budgets": list, "budget_unit": str, "device": str,
     "warmup": (bool, str), "precision": str, "channels_last": bool,
-    "datasets": list, "attacks": list,
+    "datasets": list, "attacks": list, "models": list,
 }
-_DATASET_FIELDS: dict[str, type | tuple[type, ...]] = {"name": str, "models": list, "root": str, "split": str}
+_DATASET_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "models": list, "root": str, "split": str,
+    "folder": str, "function": str, "num_classes": int, "models_of": str, "family": str,
+}
+_MODEL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "name": str, "function": str, "datasets": list, "checkpoint": str, "description": str, "citation": str,
+}
 _ATTACK_FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str, "label": str, "overrides": dict, "modes": list,
     "function": str, "kind": str, "threat": str, "citation": str,
@@ -231,11 +317,69 @@ def _attack_config(where: str, table: Any, modes: tuple[str, ...]) -> AttackConf
                         citation=table.get("citation"))
 
 
+def _model_config(where: str, table: Any, outside_datasets: list[str]) -> ModelConfig:
+    """One ``[[models]]`` table: an outside model's constructor, checkpoint and datasets."""
+    _check_table(where, table, _MODEL_FIELDS, ("name", "function", "datasets"))
+    if table["name"] in all_models():
+        raise ValueError(f"{where}.name: {table['name']!r} is a registered model; give yours another name")
+    build = import_object(table["function"], f"{where}.function")
+    if not callable(build):
+        raise ValueError(f"{where}.function: {table['function']!r} is not callable")
+    checkpoint = table.get("checkpoint")
+    if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
+        raise ValueError(f"{where}.checkpoint: {checkpoint!r} does not exist")
+    datasets = _choices(f"{where}.datasets", table["datasets"], tuple(DATASETS) + tuple(outside_datasets))
+    return ModelConfig(name=table["name"], function=table["function"], datasets=datasets, checkpoint=checkpoint,
+                       description=table.get("description", ""), citation=table.get("citation", ""))
+
+
+def _dataset_config(where: str, table: Any, models: tuple[ModelConfig, ...]) -> DatasetConfig:
+    """One ``[[datasets]]`` table: a registered dataset, or an outside one (``folder`` or ``function``)."""
+    _check_table(where, table, _DATASET_FIELDS, ("name", "models"))
+    if table.get("split", "test") not in ("test", "train"):
+        raise ValueError(f"{where}.split: {table['split']!r} is not one of test, train")
+    mine = tuple(m.name for m in models if table["name"] in m.datasets)
+    if "folder" not in table and "function" not in table:
+        described = [key for key in _OUTSIDE_DATASET if key in table]
+        if described:
+            raise ValueError(f"{where}: {', '.join(map(repr, described))} describe an outside dataset "
+                             "('folder' or 'function'); a registered dataset's entry says that")
+        _choices(f"{where}.name", [table["name"]], tuple(DATASETS))
+        allowed = tuple(model_names(table["name"])) + mine
+        return DatasetConfig(name=table["name"], models=_choices(f"{where}.models", table["models"], allowed),
+                             root=table.get("root"), split=table.get("split", "test"))
+    if "folder" in table and "function" in table:
+        raise ValueError(f"{where}: give 'folder' or 'function', not both")
+    if table["name"] in DATASETS:
+        raise ValueError(f"{where}.name: {table['name']!r} is a registered dataset; give yours another name")
+    if table.get("split", "test") != "test" or "root" in table:
+        raise ValueError(f"{where}: an outside dataset is one test set; 'split' and 'root' do not apply")
+    if "function" in table:
+        import_object(table["function"], f"{where}.function")  # fails now, not after the models load
+    like = table.get("models_of")
+    if like is not None:
+        _choices(f"{where}.models_of", [like], tuple(DATASETS))
+    if like is None and "num_classes" not in table:
+        raise ValueError(f"{where}: an outside dataset needs 'num_classes' (or 'models_of', a registered "
+                         "dataset whose models fit it)")
+    if like is not None and table.get("num_classes", DATASETS[like].num_classes) != DATASETS[like].num_classes:
+        raise ValueError(f"{where}.num_classes: {table['num_classes']} != {DATASETS[like].num_classes}, the "
+                         f"classes of the models of {like!r}")
+    if "num_classes" in table and table["num_classes"] < 2:
+        raise ValueError(f"{where}.num_classes: {table['num_classes']!r} must be at least 2")
+    if like is None and "family" not in table:
+        raise ValueError(f"{where}: an outside dataset without 'models_of' needs 'family' (one of "
+                         f"{', '.join(FAMILIES)}): the attacks' default hyperparameters to use")
+    if "family" in table:
+        _choices(f"{where}.family", [table["family"]], FAMILIES)
+    allowed = (tuple(model_names(like)) if like is not None else ()) + mine
+    return DatasetConfig(name=table["name"], models=_choices(f"{where}.models", table["models"], allowed),
+                         folder=table.get("folder"), function=table.get("function"),
+                         num_classes=table.get("num_classes"), models_of=like, family=table.get("family"))
+
+
 def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
     """Check a config's content and build it; ``ValueError`` on the first problem."""
-    from bench.data import DATASETS
-    from bench.models import model_names
-
     _check_fields("config", data, _TOP_FIELDS, ("datasets", "attacks"))
     top = dict(data)
     if "seed" in top and top["seed"] < 0:
@@ -267,17 +411,11 @@ def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
 
     if not top["datasets"]:
         raise ValueError("config.datasets: must not be empty")
-    datasets = []
-    for i, table in enumerate(top["datasets"]):
-        where = f"config.datasets[{i}]"
-        _check_table(where, table, _DATASET_FIELDS, ("name", "models"))
-        _choices(f"{where}.name", [table["name"]], tuple(DATASETS))
-        allowed_models = tuple(model_names(table["name"]))
-        models = _choices(f"{where}.models", table["models"], allowed_models)
-        if table.get("split", "test") not in ("test", "train"):
-            raise ValueError(f"{where}.split: {table['split']!r} is not one of test, train")
-        datasets.append(DatasetConfig(name=table["name"], models=models, root=table.get("root"),
-                                      split=table.get("split", "test")))
+    outside_names = [t.get("name") for t in top["datasets"] if isinstance(t, dict) and ("folder" in t or "function" in t)]
+    models = tuple(_model_config(f"config.models[{i}]", table, outside_names)
+                   for i, table in enumerate(top.get("models", [])))
+    datasets = tuple(_dataset_config(f"config.datasets[{i}]", table, models)
+                     for i, table in enumerate(top["datasets"]))
 
     if not top["attacks"]:
         raise ValueError("config.attacks: must not be empty")
@@ -287,9 +425,16 @@ def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
         if labels.count(label) > 1:
             raise ValueError(f"config.attacks: label {label!r} is used twice; give each entry its own 'label'")
 
-    kwargs = {k: v for k, v in top.items() if k not in ("datasets", "attacks", "modes", "budgets")}
-    return BenchmarkConfig(datasets=tuple(datasets), attacks=tuple(attacks), modes=modes,
+    kwargs = {k: v for k, v in top.items() if k not in ("datasets", "attacks", "modes", "budgets", "models")}
+    return BenchmarkConfig(datasets=datasets, attacks=tuple(attacks), models=models, modes=modes,
                            budgets=tuple(budgets), **kwargs)
+
+
+def stored_dataset(run_config: Mapping[str, Any], name: str) -> Dataset:
+    """A stored run's dataset ``name``, loaded as the run's config describes it (root, split, outside source)."""
+    table = next((d for d in run_config["datasets"] if d["name"] == name), {"name": name, "models": []})
+    fields = {f.name for f in dataclasses.fields(DatasetConfig)}
+    return DatasetConfig(**{k: tuple(v) if k == "models" else v for k, v in table.items() if k in fields}).load()
 
 
 def load_config(path: str | Path) -> BenchmarkConfig:

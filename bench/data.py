@@ -113,20 +113,20 @@ def default_cache_dir() -> pathlib.Path:
 
 
 class TensorImageDataset(Dataset):
-    """Images held in memory as uint8, converted to float in [0, 1] on access.
+    """Images held in memory as uint8 (converted to float in [0, 1] on access) or as float in [0, 1].
 
     Parameters
     ----------
     images : Tensor
-        uint8 tensor of shape ``(N, C, H, W)``.
+        uint8 or float tensor of shape ``(N, C, H, W)``.
     labels : Tensor
         Integer tensor of shape ``(N,)``.
     """
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
+        if not (images.dtype == torch.uint8 or images.is_floating_point()) or images.ndim != 4:
             raise ValueError(
-                f"images: expected a uint8 tensor (N, C, H, W), got {images.dtype} "
+                f"images: expected a uint8 or float tensor (N, C, H, W), got {images.dtype} "
                 f"of shape {tuple(images.shape)}"
             )
         if labels.ndim != 1 or len(labels) != len(images):
@@ -139,13 +139,16 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def _as_float(self, images: Tensor) -> Tensor:
+        return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float().clone()
+
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self.images[index].float().div_(255.0), int(self.labels[index])
+        return self._as_float(self.images[index]), int(self.labels[index])
 
     def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         """Images ``(B, C, H, W)`` float32 in [0, 1] and labels ``(B,)`` int64."""
         index = torch.as_tensor(indices, dtype=torch.int64)
-        return self.images[index].float().div_(255.0), self.labels[index].clone()
+        return self._as_float(self.images[index]), self.labels[index].clone()
 
 
 class ImageFolderDataset(Dataset):
@@ -159,6 +162,9 @@ class ImageFolderDataset(Dataset):
         Class folder names (ImageNet wnids); ``classes[i]`` has index ``i``.
     transform : callable
         PIL image -> float tensor ``(C, H, W)`` in [0, 1].
+    mode : str
+        The PIL mode every image is converted to first: ``"RGB"`` (3
+        channels), or ``"L"`` (grey, 1 channel).
     """
 
     def __init__(
@@ -166,10 +172,12 @@ class ImageFolderDataset(Dataset):
         samples: Sequence[tuple[pathlib.Path, int]],
         classes: Sequence[str],
         transform: object,
+        mode: str = "RGB",
     ) -> None:
         self.samples = list(samples)
         self.classes = list(classes)
         self.transform = transform
+        self.mode = mode
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -179,7 +187,7 @@ class ImageFolderDataset(Dataset):
 
         path, label = self.samples[index]
         with Image.open(path) as image:
-            tensor = self.transform(image.convert("RGB"))  # type: ignore[operator]
+            tensor = self.transform(image.convert(self.mode))  # type: ignore[operator]
         return tensor, label
 
     def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:

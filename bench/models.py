@@ -16,6 +16,7 @@ Sources (:data:`MODELS`, one :class:`ModelEntry` each):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -48,7 +49,9 @@ __all__ = [
     "Normalize",
     "SmallCNN",
     "SmallMLP",
+    "all_models",
     "load_model",
+    "plugin_models",
     "model_metadata",
     "model_names",
     "prepare_model",
@@ -102,6 +105,11 @@ class ModelEntry:
         torchvision weights name (``"IMAGENET1K_V1"``); None for other sources.
     architecture : str
         For SparseBench's own models, a key of :data:`ARCHITECTURES`.
+    function : str or None
+        For a model from outside the package: ``"module:attribute"`` of a
+        constructor returning the ``nn.Module`` (:mod:`bench.outside`).
+    checkpoint : str or None
+        With ``function``: a ``state_dict`` file, read with ``weights_only=True``.
     """
 
     name: str
@@ -112,6 +120,8 @@ class ModelEntry:
     citation: str
     weights: str | None = None
     architecture: str = "smallcnn"
+    function: str | None = None
+    checkpoint: str | None = None
 
 
 _MADRY = "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018, arXiv:1706.06083"
@@ -186,6 +196,38 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
+ENTRY_POINT_GROUP = "sparsebench.models"
+"""Installed packages add models here: each entry point names a :class:`ModelEntry` (with ``function``) or a
+sequence of them."""
+
+
+@functools.lru_cache(maxsize=None)
+def plugin_models() -> Mapping[str, tuple[ModelEntry, str]]:
+    """Models added by installed packages (entry point group ``sparsebench.models``), with each package's name.
+
+    Each needs a ``function``; a name that clashes with a built-in model or another package's is an error.
+    """
+    from bench.registry import _entries, _entry_points
+
+    found: dict[str, tuple[ModelEntry, str]] = {}
+    for entry_point, package in _entry_points(ENTRY_POINT_GROUP):
+        for entry in _entries(entry_point.load(), ModelEntry, f"{package}: entry point {entry_point.name!r}"):
+            if entry.function is None:
+                raise ValueError(f"{package}: model {entry.name!r} has no 'function' (its constructor)")
+            clash = "a built-in model" if entry.name in MODELS else (
+                f"a model of {found[entry.name][1]}" if entry.name in found else "")
+            if clash:
+                raise ValueError(f"{package}: model {entry.name!r} (entry point {entry_point.value}) clashes "
+                                 f"with {clash}; rename it")
+            found[entry.name] = (entry, package)
+    return found
+
+
+def all_models() -> dict[str, ModelEntry]:
+    """The built-in models, then those installed packages add."""
+    return {**MODELS, **{name: entry for name, (entry, _) in plugin_models().items()}}
+
+
 def model_names(dataset: str) -> list[str]:
     """Names of the models available for ``dataset``.
 
@@ -198,18 +240,18 @@ def model_names(dataset: str) -> list[str]:
         raise ValueError(
             f"dataset: unknown value {dataset!r}; allowed: {', '.join(map(repr, DATASETS))}"
         )
-    return [name for name, entry in MODELS.items() if dataset in entry.datasets]
+    return [name for name, entry in all_models().items() if dataset in entry.datasets]
 
 
 def _entry(name: str, dataset: str) -> ModelEntry:
     allowed = model_names(dataset)
     if name not in allowed:
-        known = " (it exists, for other datasets)" if name in MODELS else ""
+        known = " (it exists, for other datasets)" if name in all_models() else ""
         raise ValueError(
             f"model: {name!r} is not available for dataset {dataset!r}{known}; "
             f"allowed: {', '.join(map(repr, allowed))}"
         )
-    return MODELS[name]
+    return all_models()[name]
 
 
 def prepare_model(model: nn.Module, device: str | torch.device) -> nn.Module:
@@ -905,7 +947,13 @@ def load_model(
         Weights missing and not obtainable.
     """
     entry = _entry(name, dataset)
-    if entry.source == "sparsebench":
+    if entry.function is not None:
+        from bench.outside import load_outside_model
+
+        info = DATASETS[dataset]
+        model = load_outside_model(entry.function, entry.checkpoint, num_classes=info.num_classes,
+                                   shape=info.shape, name=entry.name)
+    elif entry.source == "sparsebench":
         model = _load_small_cnn(entry, dataset, cache_dir, device, progress, allow_download, seed, training)
     elif training is not None:
         raise ValueError(f"training: only SparseBench's own models are trained; {name!r} is from {entry.source}")

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "ATTACKS",
+    "FAMILIES",
     "ENTRY_POINT_GROUP",
     "all_attacks",
     "bind",
@@ -79,6 +80,15 @@ class AttackEntry:
         It trains and caches what the attack needs, so that neither its time
         nor its passes count as the attack's; the attack itself trains on
         first use when nothing prepared it (a call outside the runner).
+    smoke : Mapping[str, Any]
+        Hyperparameters under which the attack runs in seconds on a tiny
+        model; the registry's test runs every entry with them
+        (``tests/test_attacks_registry.py``). Each key is one of the
+        attack's hyperparameters (checked by that test, not here: checking
+        would import the attack).
+    smoke_success : float
+        The fooling rate it must reach there (8 samples, the tiny linear
+        model); 0 where a small budget may not suffice.
     """
 
     name: str
@@ -91,6 +101,11 @@ class AttackEntry:
     citation: str
     defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     prepare: str | None = None
+    implementation: Callable[..., Tensor] | None = field(default=None, compare=False, repr=False)
+    """The callable itself, for an attack handed in as an object (:func:`bench.api.evaluate`); then
+    ``function`` only names it."""
+    smoke: Mapping[str, Any] = field(default_factory=dict)
+    smoke_success: float = 0.0
 
     def __post_init__(self) -> None:
         _check_choice(f"{self.name}.kind", self.kind, KINDS)
@@ -100,10 +115,11 @@ class AttackEntry:
         for family in self.defaults:
             _check_choice(f"{self.name}.defaults", family, ("*",) + FAMILIES)
         object.__setattr__(self, "defaults", MappingProxyType({k: dict(v) for k, v in self.defaults.items()}))
+        object.__setattr__(self, "smoke", MappingProxyType(dict(self.smoke)))
 
     def load(self) -> Callable[..., Tensor]:
-        """Import the attack's function."""
-        return _import(self.function)
+        """Import the attack's function (or return the one handed in)."""
+        return self.implementation if self.implementation is not None else _import(self.function)
 
     def load_prepare(self) -> Callable[..., None] | None:
         """Import the attack's one-off preparation, if it has one."""
@@ -173,6 +189,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
                      "ICLR workshop 2017, arXiv:1607.02533",
             # Lin et al. (arXiv:2506.17250), Section 5.1: eps 4/255, alpha 1/255, 10 steps.
             defaults={"*": {"eps": 4 / 255, "alpha": 1 / 255, "steps": 10}},
+            smoke={"eps": 0.3, "alpha": 0.05, "steps": 10}, smoke_success=0.75,
         ),
         AttackEntry(
             name="torchattacks/sparsefool",
@@ -184,6 +201,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             threat="white-box",
             citation="Modas, Moosavi-Dezfooli & Frossard, 'SparseFool: a few pixels make a big "
                      f"difference', CVPR 2019, arXiv:1811.02248; via {_TORCHATTACKS_CITE}",
+            smoke={"steps": 5}, smoke_success=0.75,
         ),
         AttackEntry(
             name="torchattacks/onepixel",
@@ -195,6 +213,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             threat="black-box",
             citation="Su, Vargas & Sakurai, 'One pixel attack for fooling deep neural networks', "
                      f"IEEE TEVC 2019, arXiv:1710.08864; via {_TORCHATTACKS_CITE}",
+            smoke={"pixels": 5, "steps": 5, "popsize": 10},
         ),
         AttackEntry(
             name="torchattacks/jsma",
@@ -206,6 +225,9 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             threat="white-box",
             citation="Papernot et al., 'The limitations of deep learning in adversarial settings', "
                      f"EuroS&P 2016, arXiv:1511.07528; via {_TORCHATTACKS_CITE}",
+            # No step count to shorten: gamma (a tenth of the values) bounds its iterations, and the
+            # defaults already run in seconds on the tiny model.
+            smoke={}, smoke_success=0.5,
         ),
         AttackEntry(
             name="torchattacks/pixle",
@@ -217,6 +239,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             threat="black-box",
             citation="Pomponi, Scardapane & Uncini, 'Pixle: a fast and effective black-box attack "
                      f"based on rearranging pixels', IJCNN 2022, arXiv:2202.02236; via {_TORCHATTACKS_CITE}",
+            smoke={"restarts": 5, "max_iterations": 5},
         ),
         AttackEntry(
             name="lin2025",
@@ -237,6 +260,10 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
                 "cifar10": {"lam": 1e-2, "steps": 100},
                 "imagenet": {"lam": 1e-3, "steps": 200},
             },
+            smoke={"steps": 20},
+            # Measured 7/8 untargeted, 3/8 targeted (the bound covers both modes; its eq.-22 output
+            # cannot move Fashion-MNIST's many pixels at exactly 0).
+            smoke_success=0.25,
         ),
         AttackEntry(
             name="lin2025-code",
@@ -251,6 +278,9 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             # beta = 1e2) are the function's defaults for every dataset; its lam is a CE
             # weight, not Section 5.1's L0 weight, so the per-family 1e-2 / 1e-3 do not apply.
             defaults={"*": {}},
+            # smoke_success 0: its sparse iterates never succeed on the tiny model (only its dense
+            # fallback does, untargeted).
+            smoke={"steps": 20},
         ),
         AttackEntry(
             name="lin2025-improved",
@@ -262,6 +292,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             threat="white-box",
             citation=_LIN2025_CITE + "; modified (no Omega, eps 1, adaptive lam), not the paper's method",
             defaults={"*": {}},
+            smoke={"steps": 20}, smoke_success=0.75,
         ),
         AttackEntry(
             name="fmn-l0",
@@ -273,6 +304,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             threat="white-box",
             citation="Pintor, Roli, Brendel & Biggio, 'Fast Minimum-norm Adversarial Attacks through "
                      "Adaptive Norm Bounds', NeurIPS 2021, arXiv:2102.12827",
+            smoke={"steps": 200}, smoke_success=0.75,
         ),
         AttackEntry(
             name="sigma-zero",
@@ -284,6 +316,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             threat="white-box",
             citation="Cinà, Villani, Pintor, Schönherr, Biggio & Pelillo, 'σ-zero: Gradient-based "
                      "Optimization of ℓ0-norm Adversarial Examples', ICLR 2025, arXiv:2402.01879",
+            smoke={"steps": 100}, smoke_success=0.75,
         ),
         AttackEntry(
             name="vfga",
@@ -295,38 +328,45 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             threat="white-box",  # the gradient picks the elements
             citation="Césaire, Schott, Hajri, Lamprier & Gallinari, 'Stochastic sparse adversarial "
                      "attacks', ICTAI 2021, arXiv:2011.12423",
+            smoke={"max_iter": 100}, smoke_success=0.75,
         ),
         AttackEntry(
             name="sparse-rs", function="baselines.sparse_rs:sparse_rs", kind="fixed-budget", norm="l0",
             source="native", modes=MODES, threat="black-box", citation=_SPARSE_RS_CITE,
             # k = 24 px CIFAR-10, 150 ImageNet; 10,000 queries; alpha_init None = 0.3 untargeted / 0.1 targeted.
             defaults={"cifar10": {"k": 24}, "imagenet": {"k": 150}},
+            smoke={"k": 40, "n_queries": 300}, smoke_success=0.375,
         ),
         AttackEntry(
             name="sparse-rs-min", function="baselines.sparse_rs:sparse_rs_min", kind="minimum-norm", norm="l0",
             source="native", modes=MODES, threat="black-box", citation=_SPARSE_RS_CITE + _SEARCH,
             defaults={"imagenet": {"budgets": _IMAGENET_BUDGETS}},
+            smoke={"budgets": (1, 2, 5, 10, 20, 50, 100), "n_queries": 300}, smoke_success=0.75,
         ),
         AttackEntry(
             name="pgd-l0", function="baselines.pgd_l0:pgd_l0", kind="fixed-budget", norm="l0",
             source="native", modes=MODES, threat="white-box", citation=_PGD_L0_CITE,
             # Authors' released settings: k = 5, 100 steps, 5 restarts, step 120000/255.
+            smoke={"k": 40, "steps": 20, "restarts": 2}, smoke_success=0.75,
         ),
         AttackEntry(
             name="pgd-l0-min", function="baselines.pgd_l0:pgd_l0_min", kind="minimum-norm", norm="l0",
             source="native", modes=MODES, threat="white-box", citation=_PGD_L0_CITE + _SEARCH,
             defaults={"imagenet": {"budgets": _IMAGENET_BUDGETS}},
+            smoke={"budgets": (1, 2, 5, 10, 20, 50, 100), "steps": 20, "restarts": 2}, smoke_success=0.75,
         ),
         AttackEntry(
             name="sparse-pgd", function="baselines.sparse_pgd:sparse_pgd", kind="fixed-budget", norm="l0",
             source="native", modes=MODES, threat="white-box", citation=_SPGD_CITE,
             # k = 20 CIFAR-10, 200 ImageNet-100; 10,000 iterations; alpha = beta = 0.25; patience 3.
             defaults={"imagenet": {"k": 200}},
+            smoke={"k": 40, "steps": 100}, smoke_success=0.75,
         ),
         AttackEntry(
             name="sparse-pgd-min", function="baselines.sparse_pgd:sparse_pgd_min", kind="minimum-norm", norm="l0",
             source="native", modes=MODES, threat="white-box", citation=_SPGD_CITE + _SEARCH,
             defaults={"imagenet": {"budgets": _IMAGENET_BUDGETS}},
+            smoke={"budgets": (1, 2, 5, 10, 20, 50, 100), "steps": 100}, smoke_success=0.75,
         ),
         AttackEntry(
             name="sparsefool", function="baselines.sparsefool:sparsefool", kind="minimum-norm", norm="l0",
@@ -335,6 +375,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
                      "CVPR 2019, arXiv:1811.02248",
             # Paper: lambda 3, overshoot 0.02; the authors' release: 20 outer iterations.
             defaults={"*": {"lam": 3.0, "max_iter": 20, "overshoot": 0.02}},
+            smoke={"max_iter": 10}, smoke_success=0.75,
         ),
         AttackEntry(
             name="cw-l0", function="baselines.cw_l0:cw_l0", kind="minimum-norm", norm="l0",
@@ -343,12 +384,14 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
                      "IEEE S&P 2017, arXiv:1608.04644",
             # kappa 0 (paper); steps/const/shrink/round cap are ours (harness budget), see the docstring.
             defaults={"*": {"confidence": 0.0}},
+            smoke={"steps": 30, "max_rounds": 10}, smoke_success=0.75,
         ),
         AttackEntry(
             name="art/cw-l0", function="baselines.art_wrappers:cw_l0", kind="minimum-norm", norm="l0",
             source="art", modes=MODES, threat="white-box",
             citation="Carlini & Wagner, IEEE S&P 2017, arXiv:1608.04644; via Nicolae et al., "
                      "'Adversarial Robustness Toolbox v1.0.0', arXiv:1807.01069",
+            smoke={"max_iter": 5, "binary_search_steps": 3, "initial_const": 1.0}, smoke_success=0.75,
         ),
         AttackEntry(
             name="onepixel", function="baselines.onepixel:onepixel", kind="fixed-budget", norm="l0",
@@ -356,6 +399,9 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             citation="Su, Vargas & Sakurai, 'One pixel attack for fooling deep neural networks', "
                      "IEEE TEVC 2019, arXiv:1710.08864",
             defaults={"*": {"pixels": 1, "population": 400, "generations": 100, "differential_weight": 0.5}},
+            smoke={"pixels": 5, "population": 50, "generations": 20},
+            # Measured 3/8 targeted with these small settings (seeds 0-2); 1/8 keeps a margin.
+            smoke_success=0.125,
         ),
         AttackEntry(
             name="greedyfool-uniform", function="baselines.greedyfool:greedyfool_uniform", kind="minimum-norm",
@@ -364,6 +410,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
                      "Attack', NeurIPS 2020, arXiv:2010.13773; uniform distortion map, not the paper's GAN map",
             # Authors' release for sparse attacks: max_epsilon 255, one pixel per step, reduce grid eps/10, 3000 reduce steps.
             defaults={"*": {"eps": 1.0, "pixels_per_step": 1, "reduce_scales": 10, "max_reduce_steps": 3000}},
+            smoke={"max_iter": 100}, smoke_success=0.75,  # measured 8/8 and 7/8
         ),
         AttackEntry(
             name="egs-tssa", function="baselines.egs_tssa:egs_tssa", kind="fixed-budget", norm="l0",
@@ -372,6 +419,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             # eps 255/255 and tk 0.6 (the release's); 8x8 groups on 224 ImageNet (paper), 4x4 on 28/32 px (ours).
             defaults={"*": {"eps": 1.0, "top_groups": 0.6}, "mnist": {"group_size": 4},
                       "cifar10": {"group_size": 4}, "imagenet": {"group_size": 8}},
+            smoke={"train_steps": 20, "batch_size": 16}, smoke_success=0.375,  # measured 7/8 and 4/8 (20 training steps)
         ),
         AttackEntry(
             name="homotopy", function="baselines.homotopy:homotopy", kind="minimum-norm", norm="l0",
@@ -384,6 +432,9 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             # 0.05: 67% / 14%) and max_update 200 is a quarter of the image; MNIST family: box only,
             # max_update 5 (the release README: higher eps, lower max_update).
             defaults={"mnist": {"eps": 1.0, "max_update": 5}},
+            smoke={"eps": 1.0, "max_update": 5, "lambda_scale": 1.0, "max_outer": 20, "post_steps": 10,
+                   "inner_steps": 20, "linf_step": 0.05},
+            smoke_success=0.625,  # measured 8/8 untargeted, 7/8 targeted
         ),
         AttackEntry(
             name="sa-moo", function="baselines.sa_moo:sa_moo", kind="minimum-norm", norm="l0",
@@ -391,6 +442,9 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             # Paper: k = 24 px and 1,000 queries CIFAR-10, k = 150 and 5,000 queries ImageNet; population 2,
             # pc 0.1, pm 0.4 untargeted / 0.2 targeted (p_mutation None), pr0 0.3; dominance of Def. 3.1, L2 objective.
             defaults={"cifar10": {"k": 24, "n_queries": 1000}, "imagenet": {"k": 150, "n_queries": 5000}},
+            smoke={"n_queries": 200},
+            # Measured at batch 8, seeds 0-2: 3/8, 2/8, 3/8 targeted (8/8 untargeted).
+            smoke_success=0.125,
         ),
         AttackEntry(
             name="brusleattack", function="baselines.brusleattack:brusleattack", kind="fixed-budget", norm="l0",
@@ -398,11 +452,14 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             # 10,000 queries; authors' release: lambda_0 0.3 untargeted / 0.05 targeted (lambda_init None),
             # m1 0.24, m2 0.997, 10 initial masks, prior 0.01; k = Sparse-RS's budgets (24 CIFAR-10, 150 ImageNet).
             defaults={"cifar10": {"k": 24}, "imagenet": {"k": 150}},
+            smoke={"k": 40, "n_queries": 300}, smoke_success=0.375,  # measured 4-6/8 (batch 8, seeds 0-2)
         ),
         AttackEntry(
             name="brusleattack-min", function="baselines.brusleattack:brusleattack_min", kind="minimum-norm",
             norm="l0", source="native", modes=MODES, threat="black-box", citation=_BRUSLE_CITE + _SEARCH,
             defaults={"imagenet": {"budgets": _IMAGENET_BUDGETS}},
+            smoke={"budgets": (1, 5, 20, 100), "n_queries": 150},
+            smoke_success=0.375,  # measured 5/8 targeted (batch 8, seeds 0-2)
         ),
     )
 })
@@ -611,10 +668,15 @@ def get_attack(name: str, *, dataset: str | None = None, **overrides: Any) -> At
     return bind(get_entry(name), dataset=dataset, **overrides)
 
 
-def bind(entry: AttackEntry, *, dataset: str | None = None, **overrides: Any) -> Attack:
-    """:func:`get_attack` for an entry in hand (a registered one or :func:`outside_entry`'s)."""
+def bind(entry: AttackEntry, *, dataset: str | None = None, family: str | None = None, **overrides: Any) -> Attack:
+    """:func:`get_attack` for an entry in hand (a registered one or :func:`outside_entry`'s).
+
+    ``family`` gives the defaults' dataset family directly (an outside dataset has no registered one).
+    """
     check_overrides(entry, overrides)
-    hyperparameters = entry.hyperparameters(_family(dataset) if dataset is not None else None)
+    if family is None and dataset is not None:
+        family = _family(dataset)
+    hyperparameters = entry.hyperparameters(family)
     if dataset is not None and "dataset" in hyperparameters:
         hyperparameters["dataset"] = dataset
     hyperparameters.update(overrides)

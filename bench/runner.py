@@ -23,19 +23,22 @@ import json
 import random
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from bench.config import BenchmarkConfig
+from bench.config import BenchmarkConfig, DatasetConfig
+from bench.registry import AttackEntry, bind
+
 from bench.counting import CountingModel
 from bench.guard import Guard, call_attack
-from bench.data import get_batch
+from bench.data import DATASETS, get_batch
 from bench.provenance import git_commit, hardware, versions
 from bench.store import ResultsStore, SampleRow, encode_example
 from bench.verify import verify
@@ -128,10 +131,18 @@ def _sha1(image: Tensor) -> str:
     return hashlib.sha1(image.detach().cpu().float().numpy().tobytes()).hexdigest()
 
 
-def _default_loader(cache_dir: Path | None, progress: bool) -> ModelLoader:
+def _default_loader(cache_dir: Path | None, progress: bool, config: BenchmarkConfig | None = None) -> ModelLoader:
+    """Registered models through :func:`bench.models.load_model`; the config's outside models (``[[models]]``)
+    through :func:`bench.outside.load_outside_model`."""
     from bench.models import load_model
+    from bench.outside import load_outside_model
 
     def loader(name: str, dataset: str, device: torch.device) -> nn.Module:
+        outside = config.model(name) if config is not None else None
+        if outside is not None:
+            info = config.dataset(dataset).info() if config.dataset(dataset) else DATASETS[dataset]
+            return load_outside_model(outside.function, outside.checkpoint, num_classes=info.num_classes,
+                                      shape=info.shape, name=name)
         return load_model(name, dataset, cache_dir=cache_dir, device=device, progress=progress)
 
     return loader
@@ -162,6 +173,8 @@ class ModelSession:
     guard: Guard
     selection: Selection
     device: torch.device
+    family: str
+    """The dataset family whose default hyperparameters the attacks take."""
 
 
 @dataclass
@@ -175,25 +188,36 @@ class Unit:
     """Why every batch of the unit is invalid, when its preparation tampered ("" otherwise)."""
 
 
-def open_model(config: BenchmarkConfig, dataset_name: str, split: str, dataset, model_name: str,
+def open_model(config: BenchmarkConfig, dataset_config: DatasetConfig, dataset, model_name: str,
                loader: ModelLoader, device: torch.device) -> ModelSession:
-    """Load a model, prepare it and its attacked view, and select its samples."""
-    from bench.data import DATASETS
+    """Load a model, prepare it and its attacked view, and select its samples.
+
+    A registered model on an outside dataset loads the weights of the dataset it was registered for
+    (the outside dataset's ``models_of``).
+    """
     from bench.models import prepare_model
     from bench.speed import speed_up
 
-    model = prepare_model(loader(model_name, dataset_name, device), device)
+    dataset_name, split = dataset_config.name, dataset_config.split
+    weights_of = dataset_config.weights_of if config.model(model_name) is None else dataset_name
+    model = prepare_model(loader(model_name, weights_of, device), device)
     attacked = speed_up(copy.deepcopy(model), precision=config.precision, channels_last=config.channels_last,
                         device=device)
     selection = select_samples(model, dataset, n_samples=config.n_samples, seed=config.seed, device=device)
     counting = CountingModel(attacked)
-    return ModelSession(dataset_name, split, dataset, DATASETS[dataset_name].num_classes, model_name, model,
-                        counting, Guard(attacked), selection, device)
+    return ModelSession(dataset_name, split, dataset, dataset_config.info().num_classes, model_name, model,
+                        counting, Guard(attacked), selection, device, dataset_config.info().family)
 
 
-def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mode: str) -> Unit:
-    """Build the unit's attack (with the config's overrides) and choose its targets."""
-    attack = attack_config.build(dataset=session.dataset_name)
+def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mode: str,
+              entry: AttackEntry | None = None) -> Unit:
+    """Build the unit's attack (with the config's overrides) and choose its targets.
+
+    ``entry`` replaces the one the attack's table names (an attack handed in as an object, by
+    :func:`bench.api.evaluate`).
+    """
+    attack = (bind(entry, dataset=session.dataset_name, family=session.family, **attack_config.overrides)
+              if entry is not None else attack_config.build(dataset=session.dataset_name, family=session.family))
     targets = (choose_targets(session.selection, how=config.target_selection, seed=config.seed,
                               num_classes=session.num_classes)
                if mode == "targeted" else None)
@@ -331,6 +355,8 @@ def run_benchmark(
     cache_dir: Path | None = None,
     load_model: ModelLoader | None = None,
     progress: bool = True,
+    datasets: Mapping[str, Dataset] | None = None,
+    entries: Mapping[str, AttackEntry] | None = None,
 ) -> str:
     """Run (or resume) a benchmark and return its run id.
 
@@ -349,22 +375,26 @@ def run_benchmark(
         ``(name, dataset, device) -> nn.Module``; default :func:`bench.models.load_model`.
     progress : bool
         Show progress bars.
+    datasets : mapping, optional
+        Datasets in hand by name, used instead of loading the config's (tensors given to
+        :func:`bench.api.evaluate`).
+    entries : mapping, optional
+        Attack entries in hand by label, used instead of the ones the config's tables name
+        (callables given to :func:`bench.api.evaluate`).
     """
-    from bench.data import load_dataset
-
     device = resolve_device(config.device)
     run_id = start_run(config, store, run_id, device)
-    loader = load_model or _default_loader(cache_dir, progress)
+    loader = load_model or _default_loader(cache_dir, progress, config)
 
+    datasets, entries = datasets or {}, entries or {}
     for dataset_config in config.datasets:
-        dataset = load_dataset(dataset_config.name, split=dataset_config.split, root=dataset_config.root)
+        dataset = datasets[dataset_config.name] if dataset_config.name in datasets else dataset_config.load()
         for model_name in dataset_config.models:
-            session = open_model(config, dataset_config.name, dataset_config.split, dataset, model_name, loader,
-                                 device)
+            session = open_model(config, dataset_config, dataset, model_name, loader, device)
             n = len(session.selection.indices)
             for attack_config in config.attacks:
                 for mode in attack_config.modes:
-                    unit = make_unit(config, session, attack_config, mode)
+                    unit = make_unit(config, session, attack_config, mode, entries.get(attack_config.label))
                     batch_size = store.unit_batch_size(run_id, unit.key)
                     prepared = batch_size is None and config.batch_size == "auto"
                     if prepared:  # the estimate runs the attack: prepare it first

@@ -1,1 +1,17 @@
-"""Reports: tables, plots and checks computed from the results store."""
+"""Reports: tables, plots and checks computed from the results store.
+
+``from reports import summarize`` turns per-sample rows (a run's, or
+:func:`bench.evaluate`'s) into the report's summary table.
+"""
+
+from typing import Any
+
+__all__ = ["summarize"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "summarize":
+        from reports.tables import summarize
+
+        return summarize
+    raise AttributeError(f"module 'reports' has no attribute {name!r}")

@@ -345,7 +345,7 @@ def interpretation(store, run_id: str, load_model: ModelLoader, *, attack: str, 
         The grad-cam package is missing.
     """
     from attacks.norms import changed
-    from bench.data import load_dataset
+    from bench.config import stored_dataset
     from reports.transfer import rebuild_examples
 
     _check_quantile(quantile)
@@ -360,8 +360,7 @@ def interpretation(store, run_id: str, load_model: ModelLoader, *, attack: str, 
         raise ValueError(f"attack: {attack!r} made no successful example on {model!r} ({mode}) in run {run_id}; "
                          "only successful examples have an adversarial class to explain")
     chosen = successful.sort_values("sample_index").head(n_samples)
-    splits = {d["name"]: d.get("split", "test") for d in run["config"]["datasets"]}
-    data = load_dataset(dataset, split=splits.get(dataset, "test"))
+    data = stored_dataset(run["config"], dataset)
     clean, adversarial = rebuild_examples(store, run_id, dataset, data, chosen)[(model, attack, mode)]
 
     net = load_model(model, dataset)

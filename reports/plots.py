@@ -234,7 +234,7 @@ def example_grid(store, run_id: str, path: Path, *, model: str | None = None, mo
     the perturbation ``max_c |x_adv - x|`` per pixel, titled with its L0 in
     pixels and elements. Returns None when the run has nothing to draw.
     """
-    from bench.data import load_dataset
+    from bench.config import stored_dataset
     from reports.transfer import rebuild_examples
 
     samples = store.samples(run_id)
@@ -256,8 +256,7 @@ def example_grid(store, run_id: str, path: Path, *, model: str | None = None, mo
         return None
     chosen = chosen[chosen["sample_id"].isin(ids)].set_index(["attack", "sample_id"])
     rows = chosen.reset_index().sort_values("sample_index", kind="stable")
-    split = next((d.get("split", "test") for d in config["datasets"] if d["name"] == dataset_name), "test")
-    examples = rebuild_examples(store, run_id, dataset_name, load_dataset(dataset_name, split=split),
+    examples = rebuild_examples(store, run_id, dataset_name, stored_dataset(config, dataset_name),
                                 rows.assign(model=model, mode=mode))
     plt = _pyplot()
     figure, axes = plt.subplots(len(attacks) + 1, 2 * len(ids), figsize=(2.0 * 2 * len(ids), 2.1 * (len(attacks) + 1)),

@@ -28,7 +28,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench.data import get_batch, load_dataset
+from bench.config import stored_dataset
+from bench.data import get_batch
 from bench.store import ResultsStore, decode_example
 from bench.verify import verify
 
@@ -72,7 +73,6 @@ def transfer_rates(store: ResultsStore, run_id: str, load_model: ModelLoader, *,
     if samples.empty:
         raise ValueError(f"run: {run_id!r} has no attacked samples")
     config = run["config"]
-    splits = {d["name"]: d.get("split", "test") for d in config["datasets"]}
     # Rows and columns in the config's order: sources and targets as its models, then its attacks.
     model_rank = {m: i for i, m in enumerate(m for d in config["datasets"] for m in d["models"])}
     attack_rank = {a.get("label") or a["name"]: i for i, a in enumerate(config["attacks"])}
@@ -80,7 +80,7 @@ def transfer_rates(store: ResultsStore, run_id: str, load_model: ModelLoader, *,
     samples = samples.sort_values(["_model", "_attack"], kind="stable")
     rows = []
     for dataset_name, dataset_rows in samples.groupby("dataset", sort=False):
-        dataset = load_dataset(dataset_name, split=splits.get(dataset_name, "test"))
+        dataset = stored_dataset(config, dataset_name)
         models = list(targets) if targets is not None else list(dict.fromkeys(dataset_rows["model"]))
         examples = rebuild_examples(store, run_id, dataset_name, dataset, dataset_rows)
         for target_name in models:

@@ -11,12 +11,13 @@ from baselines.generators import forget_generators, generator_path, model_finger
 from baselines.greedyfool import greedyfool_uniform
 from bench.counting import CountingModel
 from bench.data import get_batch
-from bench.registry import Attack, AttackEntry
+from bench.registry import ATTACKS, Attack, AttackEntry
 from bench.verify import verify
 from tiny import train_linear
 
-# A generator trained in under a second on the tiny model; the defaults are the benchmark's.
-EGS_FAST = {"train_steps": 20, "batch_size": 16}
+# A generator trained in under a second on the tiny model (the registry entry's smoke settings);
+# the defaults are the benchmark's.
+EGS_FAST = ATTACKS["egs-tssa"].smoke
 
 
 @pytest.fixture(autouse=True, scope="module")

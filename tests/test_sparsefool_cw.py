@@ -69,6 +69,7 @@ def test_sparsefool_leaves_misclassified_samples_alone(tiny_model, correct_sampl
     assert torch.equal(sparsefool(tiny_model, images, wrong), images)
 
 
+# More than the registry entry's smoke settings (30 steps, 10 rounds): the figures measured below are for these.
 FAST_CW = {"steps": 40, "max_rounds": 12}
 
 
