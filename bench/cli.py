@@ -127,16 +127,18 @@ def _short_citation(citation: str) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.registry import ATTACKS
+    from bench.registry import all_attacks, plugin_attacks
 
+    packages = {name: package for name, (_, package) in plugin_attacks().items()}
     rows = [
         {"name": e.name, "kind": e.kind, "norm": e.norm, "source": e.source, "modes": ", ".join(e.modes),
-         "threat": e.threat, "citation": e.citation if args.verbose else _short_citation(e.citation)}
-        for e in ATTACKS.values()
+         "threat": e.threat, "package": packages.get(e.name, "sparsebench"),
+         "citation": e.citation if args.verbose else _short_citation(e.citation)}
+        for e in all_attacks().values()
     ]
     print(pd.DataFrame(rows).to_markdown(index=False))
     if args.verbose:
-        for entry in ATTACKS.values():
+        for entry in all_attacks().values():
             print(f"\n{entry.name} defaults:")
             for family in (None, "mnist", "cifar10", "imagenet"):
                 print(f"  {family or 'any'}: {entry.hyperparameters(family)}")
@@ -146,12 +148,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.models import MODELS, model_metadata
+    from bench.models import all_models, model_metadata, plugin_models
 
+    packages = {name: package for name, (_, package) in plugin_models().items()}
     rows = []
-    for entry in MODELS.values():
+    for entry in all_models().values():
         for dataset in entry.datasets:
-            row = {"name": entry.name, "dataset": dataset, "source": entry.source, "description": entry.description}
+            row = {"name": entry.name, "dataset": dataset, "source": entry.source,
+                   "package": packages.get(entry.name, "sparsebench"), "description": entry.description}
             if entry.source == "sparsebench":
                 meta = model_metadata(entry.name, dataset, cache_dir=args.cache_dir) or {}
                 row["cached"] = "yes" if meta else "no (trained on first use)"

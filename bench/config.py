@@ -317,6 +317,20 @@ def _attack_config(where: str, table: Any, modes: tuple[str, ...]) -> AttackConf
                         citation=table.get("citation"))
 
 
+def _resolve_paths(data: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    def resolved(table: Any, key: str) -> Any:
+        if not isinstance(table, dict) or not isinstance(table.get(key), str):
+            return table
+        path = Path(table[key]).expanduser()
+        return {**table, key: str(path if path.is_absolute() else (base / path).resolve())}
+
+    data = dict(data)
+    for section, key in (("models", "checkpoint"), ("datasets", "folder")):
+        if isinstance(data.get(section), list):
+            data[section] = [resolved(table, key) for table in data[section]]
+    return data
+
+
 def _model_config(where: str, table: Any, outside_datasets: list[str]) -> ModelConfig:
     """One ``[[models]]`` table: an outside model's constructor, checkpoint and datasets."""
     _check_table(where, table, _MODEL_FIELDS, ("name", "function", "datasets"))
@@ -378,8 +392,14 @@ def _dataset_config(where: str, table: Any, models: tuple[ModelConfig, ...]) -> 
                          num_classes=table.get("num_classes"), models_of=like, family=table.get("family"))
 
 
-def parse_config(data: Mapping[str, Any]) -> BenchmarkConfig:
-    """Check a config's content and build it; ``ValueError`` on the first problem."""
+def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> BenchmarkConfig:
+    """Check a config's content and build it; ``ValueError`` on the first problem.
+
+    ``base`` is the folder of the config file: an outside model's relative ``checkpoint`` and an outside
+    dataset's relative ``folder`` are read from there (and stored as absolute paths).
+    """
+    if base is not None:
+        data = _resolve_paths(data, base)
     _check_fields("config", data, _TOP_FIELDS, ("datasets", "attacks"))
     top = dict(data)
     if "seed" in top and top["seed"] < 0:
@@ -446,7 +466,7 @@ def load_config(path: str | Path) -> BenchmarkConfig:
         raise ValueError(f"config: file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"config: {path} is not valid TOML: {error}") from None
-    return parse_config(data)
+    return parse_config(data, base=path.resolve().parent)
 
 
 def packaged_configs() -> dict[str, Path]:

@@ -113,13 +113,14 @@ def plan_shards(config: BenchmarkConfig, *, batches_per_shard: int = 1,
 def run_shard(config: BenchmarkConfig, shard: Shard, *, cache_dir: Path | None = None,
               load_model: ModelLoader | None = None) -> ShardResult:
     """Attack a shard's batches, as the single-process runner would, and return the rows (no store access)."""
+    from bench.outside import image_shape
     from bench.provenance import hardware
 
     device = resolve_device(config.device)
     dataset_config = next(d for d in config.datasets if d.name == shard.dataset)
     attack_config = next(a for a in config.attacks if a.label == shard.attack)
     dataset = dataset_config.load()
-    loader = load_model or _default_loader(cache_dir, False, config)
+    loader = load_model or _default_loader(cache_dir, False, config, {dataset_config.name: image_shape(dataset)})
     session = open_model(config, dataset_config, dataset, shard.model, loader, device)
     unit = make_unit(config, session, attack_config, shard.mode)
     bounds = batch_bounds(len(session.selection.indices), int(config.batch_size))

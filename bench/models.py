@@ -207,19 +207,12 @@ def plugin_models() -> Mapping[str, tuple[ModelEntry, str]]:
 
     Each needs a ``function``; a name that clashes with a built-in model or another package's is an error.
     """
-    from bench.registry import _entries, _entry_points
+    from bench.registry import plugin_entries
 
-    found: dict[str, tuple[ModelEntry, str]] = {}
-    for entry_point, package in _entry_points(ENTRY_POINT_GROUP):
-        for entry in _entries(entry_point.load(), ModelEntry, f"{package}: entry point {entry_point.name!r}"):
-            if entry.function is None:
-                raise ValueError(f"{package}: model {entry.name!r} has no 'function' (its constructor)")
-            clash = "a built-in model" if entry.name in MODELS else (
-                f"a model of {found[entry.name][1]}" if entry.name in found else "")
-            if clash:
-                raise ValueError(f"{package}: model {entry.name!r} (entry point {entry_point.value}) clashes "
-                                 f"with {clash}; rename it")
-            found[entry.name] = (entry, package)
+    found = plugin_entries(ENTRY_POINT_GROUP, ModelEntry, MODELS, "model")
+    for entry, package in found.values():
+        if entry.function is None:
+            raise ValueError(f"{package}: model {entry.name!r} has no 'function' (its constructor)")
     return found
 
 

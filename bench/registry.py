@@ -475,31 +475,32 @@ def plugin_attacks() -> Mapping[str, tuple[AttackEntry, str]]:
 
     A name that clashes with a built-in attack or with another package's is an error.
     """
-    found: dict[str, tuple[AttackEntry, str]] = {}
-    for entry_point, package in _entry_points(ENTRY_POINT_GROUP):
-        for entry in _entries(entry_point.load(), AttackEntry, f"{package}: entry point {entry_point.name!r}"):
-            clash = "a built-in attack" if entry.name in ATTACKS else (
-                f"an attack of {found[entry.name][1]}" if entry.name in found else "")
-            if clash:
-                raise ValueError(f"{package}: attack {entry.name!r} (entry point {entry_point.value}) clashes "
-                                 f"with {clash}; rename it")
-            found[entry.name] = (entry, package)
-    return MappingProxyType(found)
+    return MappingProxyType(plugin_entries(ENTRY_POINT_GROUP, AttackEntry, ATTACKS, "attack"))
 
 
-def _entry_points(group: str) -> list[tuple[Any, str]]:
-    """The installed entry points of ``group`` with the name of the package each comes from."""
+def plugin_entries(group: str, kind: type, builtins: Mapping[str, Any], what: str) -> dict[str, tuple[Any, str]]:
+    """The ``kind`` entries that installed packages' entry points of ``group`` name, with each package's name.
+
+    An entry point names one entry or a sequence of them; a name that clashes with ``builtins`` or with
+    another package's entry is an error naming both.
+    """
     from importlib.metadata import entry_points
 
-    return [(ep, ep.dist.name if ep.dist is not None else ep.module) for ep in entry_points(group=group)]
-
-
-def _entries(value: Any, kind: type, where: str) -> list[Any]:
-    entries = [value] if isinstance(value, kind) else list(value) if isinstance(value, (list, tuple)) else [value]
-    for entry in entries:
-        if not isinstance(entry, kind):
-            raise ValueError(f"{where}: {entry!r} is not a {kind.__name__}")
-    return entries
+    found: dict[str, tuple[Any, str]] = {}
+    for entry_point in entry_points(group=group):
+        package = entry_point.dist.name if entry_point.dist is not None else entry_point.module
+        value = entry_point.load()
+        entries = list(value) if isinstance(value, (list, tuple)) else [value]
+        for entry in entries:
+            if not isinstance(entry, kind):
+                raise ValueError(f"{package}: entry point {entry_point.name!r} gives {entry!r}, not a {kind.__name__}")
+            clash = f"a built-in {what}" if entry.name in builtins else (
+                f"{what} {entry.name!r} of {found[entry.name][1]}" if entry.name in found else "")
+            if clash:
+                raise ValueError(f"{package}: {what} {entry.name!r} (entry point {entry_point.value}) clashes "
+                                 f"with {clash}; rename it")
+            found[entry.name] = (entry, package)
+    return found
 
 
 def all_attacks() -> dict[str, AttackEntry]:

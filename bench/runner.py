@@ -38,6 +38,7 @@ from bench.registry import AttackEntry, bind
 
 from bench.counting import CountingModel
 from bench.guard import Guard, call_attack
+from bench.outside import image_shape
 from bench.data import DATASETS, get_batch
 from bench.provenance import git_commit, hardware, versions
 from bench.store import ResultsStore, SampleRow, encode_example
@@ -131,18 +132,22 @@ def _sha1(image: Tensor) -> str:
     return hashlib.sha1(image.detach().cpu().float().numpy().tobytes()).hexdigest()
 
 
-def _default_loader(cache_dir: Path | None, progress: bool, config: BenchmarkConfig | None = None) -> ModelLoader:
+def _default_loader(cache_dir: Path | None, progress: bool, config: BenchmarkConfig | None = None,
+                    shapes: Mapping[str, tuple[int, ...]] | None = None) -> ModelLoader:
     """Registered models through :func:`bench.models.load_model`; the config's outside models (``[[models]]``)
-    through :func:`bench.outside.load_outside_model`."""
+    through :func:`bench.outside.load_outside_model`, probed on the image shape of the dataset as loaded
+    (``shapes``, by dataset name)."""
     from bench.models import load_model
     from bench.outside import load_outside_model
 
     def loader(name: str, dataset: str, device: torch.device) -> nn.Module:
         outside = config.model(name) if config is not None else None
         if outside is not None:
-            info = config.dataset(dataset).info() if config.dataset(dataset) else DATASETS[dataset]
+            table = config.dataset(dataset)
+            info = table.info() if table is not None else DATASETS[dataset]
+            shape = (shapes or {}).get(dataset, info.shape)
             return load_outside_model(outside.function, outside.checkpoint, num_classes=info.num_classes,
-                                      shape=info.shape, name=name)
+                                      shape=shape, name=name)
         return load_model(name, dataset, cache_dir=cache_dir, device=device, progress=progress)
 
     return loader
@@ -384,11 +389,13 @@ def run_benchmark(
     """
     device = resolve_device(config.device)
     run_id = start_run(config, store, run_id, device)
-    loader = load_model or _default_loader(cache_dir, progress, config)
+    shapes: dict[str, tuple[int, ...]] = {}
+    loader = load_model or _default_loader(cache_dir, progress, config, shapes)
 
     datasets, entries = datasets or {}, entries or {}
     for dataset_config in config.datasets:
         dataset = datasets[dataset_config.name] if dataset_config.name in datasets else dataset_config.load()
+        shapes[dataset_config.name] = image_shape(dataset)
         for model_name in dataset_config.models:
             session = open_model(config, dataset_config, dataset, model_name, loader, device)
             n = len(session.selection.indices)

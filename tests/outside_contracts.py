@@ -20,3 +20,32 @@ def good(model, inputs, labels, *, targeted=False, steps: int = 3, eps: float = 
 
 
 NOT_CALLABLE = 3
+
+
+def linear_model():
+    """The tiny linear model's architecture (tests/tiny.py), untrained: an outside model's constructor."""
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+
+
+def wrong_logits():
+    from torch import nn
+
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 7))
+
+
+def not_a_module():
+    return "a model"
+
+
+def fashion_subset():
+    """The first 40 Fashion-MNIST test images and labels: an outside dataset's callable."""
+    from bench.data import get_batch, load_dataset
+
+    return get_batch(load_dataset("fashion-mnist"), list(range(40)))
+
+
+def outside_box():
+    images, labels = fashion_subset()
+    return images * 2, labels
