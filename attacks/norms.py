@@ -14,7 +14,6 @@ exactly when ``a == b``, so nothing below float resolution is hidden.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 __all__ = ["changed", "l0_elements", "l0_pixels", "lp_norms"]

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from bench.config import BenchmarkConfig
 from bench.runner import (
     ModelLoader, _default_loader, _now, attack_batch, batch_bounds, batch_seed, make_unit, open_model, prepare_unit,
-    record_unit, resolve_device, start_run, wants_warmup, warm_up,
+    resolve_device, start_run, wants_warmup, warm_up,
 )
 from bench.store import ResultsStore, SampleRow
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +17,6 @@ from bench.config import parse_config
 from bench.data import get_batch
 from bench.runner import run_benchmark
 from bench.store import ResultsStore, decode_example
-from bench.verify import verify
 from reports.tables import summarize, write_tables
 
 TESTS = Path(__file__).parent

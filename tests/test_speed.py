@@ -22,7 +22,6 @@ import sqlite3
 
 import pytest
 import torch
-from torch import nn
 
 from bench.config import parse_config
 from bench.runner import run_benchmark
