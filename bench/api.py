@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from bench.config import AttackConfig, BenchmarkConfig, DatasetConfig
 from bench.data import DATASETS, TensorImageDataset
+from bench.errors import SparseBenchError
 from bench.registry import FAMILIES, MODES, AttackEntry, check_contract, check_overrides, get_entry
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
@@ -104,18 +105,18 @@ def evaluate(
     modes = tuple(modes)
     for mode in modes:
         if mode not in MODES:
-            raise ValueError(f"modes: {mode!r} is not one of {', '.join(MODES)}")
+            raise SparseBenchError(f"modes: {mode!r} is not one of {', '.join(MODES)}")
     attack_config, entries = _attack(attack, label=label, kind=kind, threat=threat, modes=modes, overrides=overrides)
     model_name = model if isinstance(model, str) else _name(model)
     datasets: dict[str, Any] = {}
     if inputs is not None:
         if labels is None:
-            raise ValueError("labels: give the classes of the inputs")
+            raise SparseBenchError("labels: give the classes of the inputs")
         dataset_config, datasets = _tensors(inputs, labels, model, dataset, family)
         n_samples = len(inputs)
     else:
         if dataset not in DATASETS:
-            raise ValueError(f"dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
+            raise SparseBenchError(f"dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
         dataset_config = DatasetConfig(name=dataset, models=(model_name,))
     config = BenchmarkConfig(
         datasets=(dataset_config,), attacks=(attack_config,), name=f"evaluate-{attack_config.label}",
@@ -136,7 +137,7 @@ def _attack(attack: str | Callable[..., Tensor], *, label: str | None, kind: str
         check_overrides(entry, overrides)
         unsupported = [m for m in modes if m not in entry.modes]
         if unsupported:
-            raise ValueError(f"modes: {entry.name} does not support {', '.join(unsupported)}")
+            raise SparseBenchError(f"modes: {entry.name} does not support {', '.join(unsupported)}")
         return AttackConfig(name=entry.name, label=label or entry.name, overrides=overrides, modes=modes), {}
     check_contract(attack, "attack")
     name = label or _name(attack)
@@ -151,15 +152,15 @@ def _attack(attack: str | Callable[..., Tensor], *, label: str | None, kind: str
 def _tensors(inputs: Tensor, labels: Tensor, model: str | nn.Module, dataset: str,
              family: str | None) -> tuple[DatasetConfig, dict[str, Any]]:
     if not isinstance(inputs, Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
-        raise ValueError("inputs: expected float images (N, C, H, W) in [0, 1]")
+        raise SparseBenchError("inputs: expected float images (N, C, H, W) in [0, 1]")
     if float(inputs.min()) < 0 or float(inputs.max()) > 1:
-        raise ValueError("inputs: images must lie in [0, 1] (normalise inside the model)")
+        raise SparseBenchError("inputs: images must lie in [0, 1] (normalise inside the model)")
     if not isinstance(labels, Tensor) or labels.shape != inputs.shape[:1] or labels.is_floating_point():
-        raise ValueError("labels: expected integer classes (N,), one per input")
+        raise SparseBenchError("labels: expected integer classes (N,), one per input")
     data = {TENSORS: TensorImageDataset(inputs.detach().cpu().float(), labels.detach().cpu().long())}
     if isinstance(model, str):  # a registered model: its weights for ``dataset``, whose shape the inputs must have
         if dataset not in DATASETS or DATASETS[dataset].shape != tuple(inputs.shape[1:]):
-            raise ValueError(f"inputs: images of shape {tuple(inputs.shape[1:])} do not fit the models of "
+            raise SparseBenchError(f"inputs: images of shape {tuple(inputs.shape[1:])} do not fit the models of "
                              f"{dataset!r}; give the dataset they come from")
         return DatasetConfig(name=TENSORS, models=(model,), function="<tensors>", models_of=dataset,
                              family=family), data
@@ -167,7 +168,7 @@ def _tensors(inputs: Tensor, labels: Tensor, model: str | nn.Module, dataset: st
     if family is None:
         family = next((info.family for info in DATASETS.values() if info.shape == shape), "mnist")
     if family not in FAMILIES:
-        raise ValueError(f"family: {family!r} is not one of {', '.join(FAMILIES)}")
+        raise SparseBenchError(f"family: {family!r} is not one of {', '.join(FAMILIES)}")
     device = next(model.parameters(), torch.zeros(())).device
     with torch.no_grad():  # the classes are the model's outputs, not only those among the labels
         num_classes = int(model(inputs[:1].to(device)).shape[1])

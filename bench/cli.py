@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.errors import SparseBenchError
+
 __all__ = ["main"]
 
 DEFAULT_STORE = Path("results") / "sparsebench.sqlite"
@@ -22,7 +24,7 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
 
     run = store.get_run(run_id)
     if run is None:
-        raise ValueError(f"--run: {run_id!r} is not in {store.path}; runs: {', '.join(store.runs()['run_id']) or 'none'}")
+        raise SparseBenchError(f"--run: {run_id!r} is not in {store.path}; runs: {', '.join(store.runs()['run_id']) or 'none'}")
     config = run["config"]
     samples = store.samples(run_id)
     summary = summarize(samples, budgets=config["budgets"], budget_unit=config["budget_unit"])
@@ -178,12 +180,12 @@ def open_run(store_path: Path, run: str | None):
     from bench.store import ResultsStore
 
     if not Path(store_path).exists():
-        raise ValueError(f"--store: {store_path} does not exist; run `sparsebench run` first")
+        raise SparseBenchError(f"--store: {store_path} does not exist; run `sparsebench run` first")
     store = ResultsStore(store_path)
     run_id = run or store.latest_run_id()
     if run_id is None or store.get_run(run_id) is None:
         store.close()
-        raise ValueError(f"--run: {run!r} is not in {store_path}" if run else f"--store: {store_path} holds no run")
+        raise SparseBenchError(f"--run: {run!r} is not in {store_path}" if run else f"--store: {store_path} holds no run")
     return store, run_id
 
 
@@ -549,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = "sparsebench " + shlex.join(argv)  # what a result records as the command that made it
     try:
         return args.func(args)
-    except (ValueError, ImportError) as error:
+    except (SparseBenchError, ImportError) as error:  # what the user can fix; anything else is a bug: traceback
         print(f"sparsebench: error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `sparsebench list | head`

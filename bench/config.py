@@ -46,6 +46,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from bench.data import DATASETS, DatasetInfo, load_dataset
+from bench.errors import SparseBenchError
 from bench.models import all_models, model_names
 from bench.outside import image_shape, import_object, load_outside_dataset
 from bench.registry import FAMILIES, MODES, Attack, AttackEntry, bind, check_overrides, get_entry, outside_entry
@@ -109,7 +110,7 @@ class DatasetConfig:
                                        num_classes=info.num_classes)
         shape = image_shape(dataset)
         if self.models_of is not None and shape != DATASETS[self.models_of].shape:
-            raise ValueError(f"dataset {self.name!r}: images of shape {shape} do not fit the models of "
+            raise SparseBenchError(f"dataset {self.name!r}: images of shape {shape} do not fit the models of "
                              f"{self.models_of!r}, which take {DATASETS[self.models_of].shape}")
         return dataset
 
@@ -243,38 +244,38 @@ def _check_fields(where: str, table: Mapping[str, Any], fields: Mapping[str, typ
                   required: tuple[str, ...]) -> None:
     for key, value in table.items():
         if key not in fields:
-            raise ValueError(f"{where}: unknown field {key!r}; allowed: {', '.join(fields)}")
+            raise SparseBenchError(f"{where}: unknown field {key!r}; allowed: {', '.join(fields)}")
         expected = fields[key]
         types = expected if isinstance(expected, tuple) else (expected,)
         if isinstance(value, bool) and bool not in types or not isinstance(value, types):
             name = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-            raise ValueError(f"{where}.{key}: {value!r} is a {type(value).__name__}; expected {name}")
+            raise SparseBenchError(f"{where}.{key}: {value!r} is a {type(value).__name__}; expected {name}")
     for key in required:
         if key not in table:
-            raise ValueError(f"{where}: missing field {key!r}")
+            raise SparseBenchError(f"{where}: missing field {key!r}")
 
 
 def _check_table(where: str, table: Any, fields: Mapping[str, type | tuple[type, ...]],
                  required: tuple[str, ...]) -> None:
     if not isinstance(table, dict):
-        raise ValueError(f"{where}: {table!r} is a {type(table).__name__}; expected a table")
+        raise SparseBenchError(f"{where}: {table!r} is a {type(table).__name__}; expected a table")
     _check_fields(where, table, fields, required)
 
 
 def _positive(where: str, value: int) -> int:
     if value < 1:
-        raise ValueError(f"{where}: {value!r} must be a positive integer")
+        raise SparseBenchError(f"{where}: {value!r} must be a positive integer")
     return value
 
 
 def _choices(where: str, values: list[Any], allowed: tuple[str, ...]) -> tuple[str, ...]:
     if not values:
-        raise ValueError(f"{where}: must not be empty; allowed: {', '.join(allowed)}")
+        raise SparseBenchError(f"{where}: must not be empty; allowed: {', '.join(allowed)}")
     for value in values:
         if value not in allowed:
-            raise ValueError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+            raise SparseBenchError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
     if len(set(values)) != len(values):
-        raise ValueError(f"{where}: {values!r} repeats a value")
+        raise SparseBenchError(f"{where}: {values!r} repeats a value")
     return tuple(values)
 
 
@@ -283,12 +284,12 @@ def _attack_config(where: str, table: Any, modes: tuple[str, ...]) -> AttackConf
     _check_table(where, table, _ATTACK_FIELDS, ())
     outside = "function" in table
     if outside == ("name" in table):
-        raise ValueError(f"{where}: give either 'name' (a registered attack) or 'function' "
+        raise SparseBenchError(f"{where}: give either 'name' (a registered attack) or 'function' "
                          "('module:attribute' of an outside attack), not both or neither")
     if not outside:
         described = [key for key in _OUTSIDE_ONLY if key in table]
         if described:
-            raise ValueError(f"{where}: {', '.join(map(repr, described))} describe an outside attack; "
+            raise SparseBenchError(f"{where}: {', '.join(map(repr, described))} describe an outside attack; "
                              f"{table['name']!r} is registered, and its entry says that")
     try:
         if outside:
@@ -300,15 +301,15 @@ def _attack_config(where: str, table: Any, modes: tuple[str, ...]) -> AttackConf
         else:
             entry = get_entry(table["name"])
     except ValueError as error:
-        raise ValueError(error.args[0] if outside else f"{where}.name: {error}") from None
+        raise SparseBenchError(error.args[0] if outside else f"{where}.name: {error}") from None
     try:
         check_overrides(entry, table.get("overrides", {}))
     except ValueError as error:
-        raise ValueError(f"{where}: {error}") from None
+        raise SparseBenchError(f"{where}: {error}") from None
     supported = tuple(m for m in modes if m in entry.modes)
     attack_modes = _choices(f"{where}.modes", table["modes"], supported) if "modes" in table else supported
     if not attack_modes:
-        raise ValueError(f"{where}: {entry.name} supports {', '.join(entry.modes)}, none of config.modes {list(modes)}")
+        raise SparseBenchError(f"{where}: {entry.name} supports {', '.join(entry.modes)}, none of config.modes {list(modes)}")
     if not outside:
         return AttackConfig(name=entry.name, label=table.get("label", entry.name),
                             overrides=dict(table.get("overrides", {})), modes=attack_modes)
@@ -335,13 +336,13 @@ def _model_config(where: str, table: Any, outside_datasets: list[str]) -> ModelC
     """One ``[[models]]`` table: an outside model's constructor, checkpoint and datasets."""
     _check_table(where, table, _MODEL_FIELDS, ("name", "function", "datasets"))
     if table["name"] in all_models():
-        raise ValueError(f"{where}.name: {table['name']!r} is a registered model; give yours another name")
+        raise SparseBenchError(f"{where}.name: {table['name']!r} is a registered model; give yours another name")
     build = import_object(table["function"], f"{where}.function")
     if not callable(build):
-        raise ValueError(f"{where}.function: {table['function']!r} is not callable")
+        raise SparseBenchError(f"{where}.function: {table['function']!r} is not callable")
     checkpoint = table.get("checkpoint")
     if checkpoint is not None and not Path(checkpoint).expanduser().is_file():
-        raise ValueError(f"{where}.checkpoint: {checkpoint!r} does not exist")
+        raise SparseBenchError(f"{where}.checkpoint: {checkpoint!r} does not exist")
     datasets = _choices(f"{where}.datasets", table["datasets"], tuple(DATASETS) + tuple(outside_datasets))
     return ModelConfig(name=table["name"], function=table["function"], datasets=datasets, checkpoint=checkpoint,
                        description=table.get("description", ""), citation=table.get("citation", ""))
@@ -351,38 +352,38 @@ def _dataset_config(where: str, table: Any, models: tuple[ModelConfig, ...]) -> 
     """One ``[[datasets]]`` table: a registered dataset, or an outside one (``folder`` or ``function``)."""
     _check_table(where, table, _DATASET_FIELDS, ("name", "models"))
     if table.get("split", "test") not in ("test", "train"):
-        raise ValueError(f"{where}.split: {table['split']!r} is not one of test, train")
+        raise SparseBenchError(f"{where}.split: {table['split']!r} is not one of test, train")
     mine = tuple(m.name for m in models if table["name"] in m.datasets)
     if "folder" not in table and "function" not in table:
         described = [key for key in _OUTSIDE_DATASET if key in table]
         if described:
-            raise ValueError(f"{where}: {', '.join(map(repr, described))} describe an outside dataset "
+            raise SparseBenchError(f"{where}: {', '.join(map(repr, described))} describe an outside dataset "
                              "('folder' or 'function'); a registered dataset's entry says that")
         _choices(f"{where}.name", [table["name"]], tuple(DATASETS))
         allowed = tuple(model_names(table["name"])) + mine
         return DatasetConfig(name=table["name"], models=_choices(f"{where}.models", table["models"], allowed),
                              root=table.get("root"), split=table.get("split", "test"))
     if "folder" in table and "function" in table:
-        raise ValueError(f"{where}: give 'folder' or 'function', not both")
+        raise SparseBenchError(f"{where}: give 'folder' or 'function', not both")
     if table["name"] in DATASETS:
-        raise ValueError(f"{where}.name: {table['name']!r} is a registered dataset; give yours another name")
+        raise SparseBenchError(f"{where}.name: {table['name']!r} is a registered dataset; give yours another name")
     if table.get("split", "test") != "test" or "root" in table:
-        raise ValueError(f"{where}: an outside dataset is one test set; 'split' and 'root' do not apply")
+        raise SparseBenchError(f"{where}: an outside dataset is one test set; 'split' and 'root' do not apply")
     if "function" in table:
         import_object(table["function"], f"{where}.function")  # fails now, not after the models load
     like = table.get("models_of")
     if like is not None:
         _choices(f"{where}.models_of", [like], tuple(DATASETS))
     if like is None and "num_classes" not in table:
-        raise ValueError(f"{where}: an outside dataset needs 'num_classes' (or 'models_of', a registered "
+        raise SparseBenchError(f"{where}: an outside dataset needs 'num_classes' (or 'models_of', a registered "
                          "dataset whose models fit it)")
     if like is not None and table.get("num_classes", DATASETS[like].num_classes) != DATASETS[like].num_classes:
-        raise ValueError(f"{where}.num_classes: {table['num_classes']} != {DATASETS[like].num_classes}, the "
+        raise SparseBenchError(f"{where}.num_classes: {table['num_classes']} != {DATASETS[like].num_classes}, the "
                          f"classes of the models of {like!r}")
     if "num_classes" in table and table["num_classes"] < 2:
-        raise ValueError(f"{where}.num_classes: {table['num_classes']!r} must be at least 2")
+        raise SparseBenchError(f"{where}.num_classes: {table['num_classes']!r} must be at least 2")
     if like is None and "family" not in table:
-        raise ValueError(f"{where}: an outside dataset without 'models_of' needs 'family' (one of "
+        raise SparseBenchError(f"{where}: an outside dataset without 'models_of' needs 'family' (one of "
                          f"{', '.join(FAMILIES)}): the attacks' default hyperparameters to use")
     if "family" in table:
         _choices(f"{where}.family", [table["family"]], FAMILIES)
@@ -403,16 +404,16 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> Benchm
     _check_fields("config", data, _TOP_FIELDS, ("datasets", "attacks"))
     top = dict(data)
     if "seed" in top and top["seed"] < 0:
-        raise ValueError(f"config.seed: {top['seed']!r} must be >= 0")
+        raise SparseBenchError(f"config.seed: {top['seed']!r} must be >= 0")
     if "n_samples" in top:
         _positive("config.n_samples", top["n_samples"])
     if isinstance(top.get("batch_size"), str):
         if top["batch_size"] != "auto":
-            raise ValueError(f"config.batch_size: {top['batch_size']!r} is a str; expected a positive int or 'auto'")
+            raise SparseBenchError(f"config.batch_size: {top['batch_size']!r} is a str; expected a positive int or 'auto'")
     elif "batch_size" in top:
         _positive("config.batch_size", top["batch_size"])
     if isinstance(top.get("warmup"), str) and top["warmup"] != "auto":
-        raise ValueError(f"config.warmup: {top['warmup']!r} is a str; expected true, false or 'auto'")
+        raise SparseBenchError(f"config.warmup: {top['warmup']!r} is a str; expected true, false or 'auto'")
     if "precision" in top:
         _choices("config.precision", [top["precision"]], PRECISIONS)
     modes = _choices("config.modes", top.get("modes", list(MODES)), MODES)
@@ -423,14 +424,14 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> Benchm
     budgets = top.get("budgets", list(BenchmarkConfig.budgets))
     for i, k in enumerate(budgets):
         if isinstance(k, bool) or not isinstance(k, int):
-            raise ValueError(f"config.budgets[{i}]: {k!r} is a {type(k).__name__}; expected int")
+            raise SparseBenchError(f"config.budgets[{i}]: {k!r} is a {type(k).__name__}; expected int")
         _positive(f"config.budgets[{i}]", k)
     device = top.get("device", "auto")
     if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"config.device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        raise SparseBenchError(f"config.device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
 
     if not top["datasets"]:
-        raise ValueError("config.datasets: must not be empty")
+        raise SparseBenchError("config.datasets: must not be empty")
     outside_names = [t.get("name") for t in top["datasets"] if isinstance(t, dict) and ("folder" in t or "function" in t)]
     models = tuple(_model_config(f"config.models[{i}]", table, outside_names)
                    for i, table in enumerate(top.get("models", [])))
@@ -438,12 +439,12 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> Benchm
                      for i, table in enumerate(top["datasets"]))
 
     if not top["attacks"]:
-        raise ValueError("config.attacks: must not be empty")
+        raise SparseBenchError("config.attacks: must not be empty")
     attacks = [_attack_config(f"config.attacks[{i}]", table, modes) for i, table in enumerate(top["attacks"])]
     labels = [a.label for a in attacks]
     for label in labels:
         if labels.count(label) > 1:
-            raise ValueError(f"config.attacks: label {label!r} is used twice; give each entry its own 'label'")
+            raise SparseBenchError(f"config.attacks: label {label!r} is used twice; give each entry its own 'label'")
 
     kwargs = {k: v for k, v in top.items() if k not in ("datasets", "attacks", "modes", "budgets", "models")}
     return BenchmarkConfig(datasets=datasets, attacks=tuple(attacks), models=models, modes=modes,
@@ -463,9 +464,9 @@ def load_config(path: str | Path) -> BenchmarkConfig:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"config: file {str(path)!r} does not exist") from None
+        raise SparseBenchError(f"config: file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"config: {path} is not valid TOML: {error}") from None
+        raise SparseBenchError(f"config: {path} is not valid TOML: {error}") from None
     return parse_config(data, base=path.resolve().parent)
 
 
@@ -488,5 +489,5 @@ def resolve_config(name_or_path: str | Path) -> Path:
     packaged = packaged_configs()
     if str(name_or_path) in packaged:
         return packaged[str(name_or_path)]
-    raise ValueError(f"--config: {str(name_or_path)!r} is neither a file nor a packaged config; "
+    raise SparseBenchError(f"--config: {str(name_or_path)!r} is neither a file nor a packaged config; "
                      f"packaged: {', '.join(sorted(packaged))}")

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from bench.errors import SparseBenchError
+
 __all__ = ["CLOCKS", "CountingModel", "PassTotals", "counted_layers", "timed"]
 
 
@@ -246,9 +248,9 @@ def timed(device: torch.device, clock: str = "wall") -> Iterator[list[float]]:
     once the block ends.
     """
     if clock not in CLOCKS:
-        raise ValueError(f"clock: {clock!r} is not one of {', '.join(CLOCKS)}")
+        raise SparseBenchError(f"clock: {clock!r} is not one of {', '.join(CLOCKS)}")
     if clock == "cpu" and torch.device(device).type != "cpu":
-        raise ValueError(f"clock: 'cpu' times CPU work only; device is {device}")
+        raise SparseBenchError(f"clock: 'cpu' times CPU work only; device is {device}")
     now = time.perf_counter if clock == "wall" else time.process_time
     result = [0.0]
     synchronize(device)

@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from bench.errors import SparseBenchError
+
 __all__ = [
     "DATASETS",
     "SPLITS",
@@ -86,11 +88,11 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(SparseBenchError, RuntimeError):
     """No source of a dataset works (files absent and no download possible)."""
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(SparseBenchError):
     """A file is not a well-formed IDX file of the expected kind."""
 
 
@@ -125,12 +127,12 @@ class TensorImageDataset(Dataset):
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
         if not (images.dtype == torch.uint8 or images.is_floating_point()) or images.ndim != 4:
-            raise ValueError(
+            raise SparseBenchError(
                 f"images: expected a uint8 or float tensor (N, C, H, W), got {images.dtype} "
                 f"of shape {tuple(images.shape)}"
             )
         if labels.ndim != 1 or len(labels) != len(images):
-            raise ValueError(
+            raise SparseBenchError(
                 f"labels: expected shape ({len(images)},), got {tuple(labels.shape)}"
             )
         self.images = images
@@ -218,7 +220,7 @@ def get_batch(dataset: Dataset, indices: Sequence[int] | Tensor) -> tuple[Tensor
         return dataset.get_batch(index_list)
     items = [dataset[i] for i in index_list]
     if not items:
-        raise ValueError("indices: expected at least one index, got none")
+        raise SparseBenchError("indices: expected at least one index, got none")
     images = torch.stack([image for image, _ in items])
     labels = torch.tensor([int(label) for _, label in items], dtype=torch.int64)
     return images, labels
@@ -334,7 +336,7 @@ def _dataset_from_idx(images_path: pathlib.Path, labels_path: pathlib.Path) -> T
 
 def _check_choice(field: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise ValueError(
+        raise SparseBenchError(
             f"{field}: unknown value {value!r}; allowed: {', '.join(repr(a) for a in allowed)}"
         )
 
@@ -382,7 +384,7 @@ def load_dataset(
     if name == "imagenet":
         _check_choice("split", split, ["test"])
         if root is None:
-            raise ValueError(
+            raise SparseBenchError(
                 "root: ImageNet needs the folder of its validation set "
                 "(one sub-folder per wnid); got None"
             )

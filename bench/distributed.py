@@ -41,9 +41,21 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from bench.config import BenchmarkConfig
+from bench.errors import SparseBenchError
 from bench.runner import (
-    ModelLoader, _default_loader, _now, attack_batch, batch_bounds, batch_seed, make_unit, open_model, prepare_unit,
-    resolve_device, start_run, wants_warmup, warm_up,
+    ModelLoader,
+    _default_loader,
+    _now,
+    attack_batch,
+    batch_bounds,
+    batch_seed,
+    make_unit,
+    open_model,
+    prepare_unit,
+    resolve_device,
+    start_run,
+    wants_warmup,
+    warm_up,
 )
 from bench.store import ResultsStore, SampleRow
 
@@ -81,7 +93,7 @@ class ShardResult:
 
 def _batch_count(config: BenchmarkConfig) -> int:
     if not isinstance(config.batch_size, int):
-        raise ValueError("config.batch_size: a distributed run needs a fixed batch size (its shards are planned "
+        raise SparseBenchError("config.batch_size: a distributed run needs a fixed batch size (its shards are planned "
                          f"before any worker measures memory), not {config.batch_size!r}")
     return math.ceil(config.n_samples / config.batch_size)
 
@@ -95,7 +107,7 @@ def plan_shards(config: BenchmarkConfig, *, batches_per_shard: int = 1,
     return nothing for them.
     """
     if batches_per_shard < 1:
-        raise ValueError(f"batches_per_shard: {batches_per_shard!r} must be a positive integer")
+        raise SparseBenchError(f"batches_per_shard: {batches_per_shard!r} must be a positive integer")
     finished = set(done)
     count = _batch_count(config)
     shards = []
@@ -201,10 +213,10 @@ def run_distributed(
     """
     ray = _import_ray()
     if retries < 0:
-        raise ValueError(f"retries: {retries!r} must be >= 0")
+        raise SparseBenchError(f"retries: {retries!r} must be >= 0")
     _batch_count(config)  # a bad batch size fails before Ray starts
     if config.device.startswith("cuda") and gpus_per_task <= 0:
-        raise ValueError(f"config.device is {config.device!r} but gpus_per_task is {gpus_per_task}: Ray hides GPUs "
+        raise SparseBenchError(f"config.device is {config.device!r} but gpus_per_task is {gpus_per_task}: Ray hides GPUs "
                          "from tasks that ask for none; give --gpus-per-task 1 (or a fraction)")
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False, logging_level="error")

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from bench.data import DATASETS, default_cache_dir, get_batch, load_dataset
+from bench.errors import SparseBenchError
 
 __all__ = [
     "ARCHITECTURES",
@@ -74,7 +75,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(SparseBenchError, RuntimeError):
     """A model's weights are neither cached nor obtainable (offline, no file)."""
 
 
@@ -212,7 +213,7 @@ def plugin_models() -> Mapping[str, tuple[ModelEntry, str]]:
     found = plugin_entries(ENTRY_POINT_GROUP, ModelEntry, MODELS, "model")
     for entry, package in found.values():
         if entry.function is None:
-            raise ValueError(f"{package}: model {entry.name!r} has no 'function' (its constructor)")
+            raise SparseBenchError(f"{package}: model {entry.name!r} has no 'function' (its constructor)")
     return found
 
 
@@ -230,7 +231,7 @@ def model_names(dataset: str) -> list[str]:
         Unknown dataset.
     """
     if dataset not in DATASETS:
-        raise ValueError(
+        raise SparseBenchError(
             f"dataset: unknown value {dataset!r}; allowed: {', '.join(map(repr, DATASETS))}"
         )
     return [name for name, entry in all_models().items() if dataset in entry.datasets]
@@ -240,7 +241,7 @@ def _entry(name: str, dataset: str) -> ModelEntry:
     allowed = model_names(dataset)
     if name not in allowed:
         known = " (it exists, for other datasets)" if name in all_models() else ""
-        raise ValueError(
+        raise SparseBenchError(
             f"model: {name!r} is not available for dataset {dataset!r}{known}; "
             f"allowed: {', '.join(map(repr, allowed))}"
         )
@@ -496,29 +497,29 @@ def train_small_cnn(
         ``torch_version``.
     """
     if dataset not in SMALL_CNN_EPS:
-        raise ValueError(
+        raise SparseBenchError(
             f"dataset: {dataset!r} has no SmallCNN; allowed: {', '.join(map(repr, SMALL_CNN_EPS))}"
         )
     if flavour not in FLAVOURS:
-        raise ValueError(f"flavour: unknown value {flavour!r}; allowed: {', '.join(map(repr, FLAVOURS))}")
+        raise SparseBenchError(f"flavour: unknown value {flavour!r}; allowed: {', '.join(map(repr, FLAVOURS))}")
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture: unknown value {architecture!r}; allowed: {', '.join(map(repr, ARCHITECTURES))}")
+        raise SparseBenchError(f"architecture: unknown value {architecture!r}; allowed: {', '.join(map(repr, ARCHITECTURES))}")
     defaults = _TRAINING_DEFAULTS[flavour]
     epochs = defaults["epochs"] if epochs is None else epochs
     pgd_steps = defaults.get("pgd_steps", 0) if pgd_steps is None else pgd_steps
     for field, value in [("epochs", epochs), ("batch_size", batch_size), ("eval_pgd_steps", eval_pgd_steps),
                          ("eval_pgd_images", eval_pgd_images)]:
         if value < 1:
-            raise ValueError(f"{field}: {value!r} must be >= 1")
+            raise SparseBenchError(f"{field}: {value!r} must be >= 1")
     if flavour == "pgd-at" and pgd_steps < 1:
-        raise ValueError(f"pgd_steps: {pgd_steps!r} must be >= 1 for PGD-AT")
+        raise SparseBenchError(f"pgd_steps: {pgd_steps!r} must be >= 1 for PGD-AT")
     eps = SMALL_CNN_EPS[dataset]
 
     train = load_dataset(dataset, split="train", root=data_root, allow_download=allow_download)
     test = load_dataset(dataset, split="test", root=data_root, allow_download=allow_download)
     n_train = len(train) if train_subset is None else min(int(train_subset), len(train))
     if n_train < 1:
-        raise ValueError(f"train_subset: {train_subset!r} must be >= 1")
+        raise SparseBenchError(f"train_subset: {train_subset!r} must be >= 1")
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -599,7 +600,7 @@ def _training_settings(training: Mapping[str, Any] | None) -> dict[str, Any]:
     settings = dict(training or {})
     unknown = sorted(set(settings) - set(TRAINING_KEYS))
     if unknown:
-        raise ValueError(
+        raise SparseBenchError(
             f"training: unknown keys {unknown}; allowed: {', '.join(TRAINING_KEYS)}"
         )
     return settings
@@ -949,7 +950,7 @@ def load_model(
     elif entry.source == "sparsebench":
         model = _load_small_cnn(entry, dataset, cache_dir, device, progress, allow_download, seed, training)
     elif training is not None:
-        raise ValueError(f"training: only SparseBench's own models are trained; {name!r} is from {entry.source}")
+        raise SparseBenchError(f"training: only SparseBench's own models are trained; {name!r} is from {entry.source}")
     elif entry.source == "robustbench":
         model = _load_robustbench(entry, dataset, cache_dir, allow_download)
     else:

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from bench.data import IMAGE_EXTENSIONS, ImageFolderDataset, TensorImageDataset, get_batch
+from bench.errors import SparseBenchError
 
 __all__ = ["import_object", "load_outside_dataset", "load_outside_model"]
 
@@ -35,13 +36,13 @@ def import_object(path: str, where: str) -> Any:
     """The object ``"module:attribute"`` names; ``ValueError`` saying why otherwise."""
     module, _, attribute = path.partition(":")
     if not module or not attribute:
-        raise ValueError(f"{where}: {path!r} is not 'module:attribute'")
+        raise SparseBenchError(f"{where}: {path!r} is not 'module:attribute'")
     try:
         value: Any = importlib.import_module(module)
         for part in attribute.split("."):
             value = getattr(value, part)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"{where}: cannot import {path!r}: {error}") from None
+        raise SparseBenchError(f"{where}: cannot import {path!r}: {error}") from None
     return value
 
 
@@ -55,28 +56,28 @@ def load_outside_model(function: str, checkpoint: str | None, *, num_classes: in
     build: Callable[[], Any] = import_object(function, f"model {name!r}: function")
     model = build()
     if not isinstance(model, nn.Module):
-        raise ValueError(f"model {name!r}: {function}() returned a {type(model).__name__}, not an nn.Module")
+        raise SparseBenchError(f"model {name!r}: {function}() returned a {type(model).__name__}, not an nn.Module")
     if checkpoint is not None:
         path = pathlib.Path(checkpoint).expanduser()
         if not path.is_file():
-            raise ValueError(f"model {name!r}: checkpoint {str(path)!r} does not exist")
+            raise SparseBenchError(f"model {name!r}: checkpoint {str(path)!r} does not exist")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # a truncated file, a pickle of code, not a torch file at all
-            raise ValueError(f"model {name!r}: checkpoint {path} cannot be read as weights "
+            raise SparseBenchError(f"model {name!r}: checkpoint {path} cannot be read as weights "
                              f"({type(error).__name__}: {error})") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError) as error:
-            raise ValueError(f"model {name!r}: checkpoint {path} does not fit {function}(): {error}") from None
+            raise SparseBenchError(f"model {name!r}: checkpoint {path} does not fit {function}(): {error}") from None
     model.eval()
     with torch.no_grad():
         logits = model(torch.rand(2, *shape))
     if not isinstance(logits, Tensor) or tuple(logits.shape) != (2, num_classes):
         got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"model {name!r}: on images of shape {tuple(shape)} it returns {got}; "
+        raise SparseBenchError(f"model {name!r}: on images of shape {tuple(shape)} it returns {got}; "
                          f"expected logits of shape (batch, {num_classes})")
     return model
 
@@ -92,34 +93,34 @@ def load_outside_dataset(*, name: str, folder: str | None = None, function: str 
         if isinstance(loaded, tuple) and len(loaded) == 2:
             images, labels = loaded
             if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
-                raise ValueError(f"dataset {name!r}: {function}() must return float images (N, C, H, W)")
+                raise SparseBenchError(f"dataset {name!r}: {function}() must return float images (N, C, H, W)")
             if not isinstance(labels, Tensor) or labels.shape != images.shape[:1] or labels.is_floating_point():
-                raise ValueError(f"dataset {name!r}: {function}() must return integer labels (N,) beside the images")
+                raise SparseBenchError(f"dataset {name!r}: {function}() must return integer labels (N,) beside the images")
             dataset = TensorImageDataset(images.float(), labels.long())
         elif isinstance(loaded, Dataset):
             dataset = loaded
         else:
-            raise ValueError(f"dataset {name!r}: {function}() returned a {type(loaded).__name__}; expected "
+            raise SparseBenchError(f"dataset {name!r}: {function}() returned a {type(loaded).__name__}; expected "
                              "(images, labels) or a torch Dataset")
     if len(dataset) == 0:  # type: ignore[arg-type]
-        raise ValueError(f"dataset {name!r}: holds no image")
+        raise SparseBenchError(f"dataset {name!r}: holds no image")
     images, labels = get_batch(dataset, list(range(min(len(dataset), 64))))  # type: ignore[arg-type]
     if float(images.min()) < 0 or float(images.max()) > 1:
-        raise ValueError(f"dataset {name!r}: images must lie in [0, 1]; found [{float(images.min()):.3g}, "
+        raise SparseBenchError(f"dataset {name!r}: images must lie in [0, 1]; found [{float(images.min()):.3g}, "
                          f"{float(images.max()):.3g}]")
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
-        raise ValueError(f"dataset {name!r}: labels must lie in [0, {num_classes}); found {int(labels.max())}")
+        raise SparseBenchError(f"dataset {name!r}: labels must lie in [0, {num_classes}); found {int(labels.max())}")
     return dataset
 
 
 def _image_folder(name: str, root: pathlib.Path) -> ImageFolderDataset:
     if not root.is_dir():
-        raise ValueError(f"dataset {name!r}: folder {str(root)!r} does not exist")
+        raise SparseBenchError(f"dataset {name!r}: folder {str(root)!r} does not exist")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     samples = [(path, index) for index, cls in enumerate(classes) for path in sorted((root / cls).iterdir())
                if path.suffix.lower() in IMAGE_EXTENSIONS]
     if not samples:
-        raise ValueError(f"dataset {name!r}: {root} has no images in class sub-folders (ImageFolder layout)")
+        raise SparseBenchError(f"dataset {name!r}: {root} has no images in class sub-folders (ImageFolder layout)")
     from PIL import Image
     from torchvision.transforms import functional
 

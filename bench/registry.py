@@ -21,6 +21,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from bench.errors import SparseBenchError
+
 __all__ = [
     "ATTACKS",
     "FAMILIES",
@@ -151,7 +153,7 @@ def _import(path: str) -> Callable[..., Any]:
 
 def _check_choice(field_name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"{field_name}: {value!r} is not one of {', '.join(allowed)}")
+        raise SparseBenchError(f"{field_name}: {value!r} is not one of {', '.join(allowed)}")
 
 
 _LIN2025_CITE = (
@@ -493,11 +495,11 @@ def plugin_entries(group: str, kind: type, builtins: Mapping[str, Any], what: st
         entries = list(value) if isinstance(value, (list, tuple)) else [value]
         for entry in entries:
             if not isinstance(entry, kind):
-                raise ValueError(f"{package}: entry point {entry_point.name!r} gives {entry!r}, not a {kind.__name__}")
+                raise SparseBenchError(f"{package}: entry point {entry_point.name!r} gives {entry!r}, not a {kind.__name__}")
             clash = f"a built-in {what}" if entry.name in builtins else (
                 f"{what} {entry.name!r} of {found[entry.name][1]}" if entry.name in found else "")
             if clash:
-                raise ValueError(f"{package}: {what} {entry.name!r} (entry point {entry_point.value}) clashes "
+                raise SparseBenchError(f"{package}: {what} {entry.name!r} (entry point {entry_point.value}) clashes "
                                  f"with {clash}; rename it")
             found[entry.name] = (entry, package)
     return found
@@ -519,7 +521,7 @@ def get_entry(name: str) -> AttackEntry:
     try:
         return entries[name]
     except KeyError:
-        raise ValueError(f"attack: {name!r} is not registered; allowed: {', '.join(entries)}") from None
+        raise SparseBenchError(f"attack: {name!r} is not registered; allowed: {', '.join(entries)}") from None
 
 
 def check_contract(function: Callable[..., Any], where: str) -> None:
@@ -529,25 +531,25 @@ def check_contract(function: Callable[..., Any], where: str) -> None:
     its hyperparameters keyword-only with defaults.
     """
     if not callable(function):
-        raise ValueError(f"{where}: {function!r} is not callable")
+        raise SparseBenchError(f"{where}: {function!r} is not callable")
     try:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: cannot read the signature of {function!r}") from None
+        raise SparseBenchError(f"{where}: cannot read the signature of {function!r}") from None
     kinds = inspect.Parameter
     positional = [p for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
     variadic = any(p.kind is kinds.VAR_POSITIONAL for p in parameters)
     contract = "function(model, inputs, labels, *, targeted=False, **hyperparameters)"
     if len(positional) < 3 and not variadic:
-        raise ValueError(f"{where}: takes {len(positional)} positional argument(s); the contract is {contract}")
+        raise SparseBenchError(f"{where}: takes {len(positional)} positional argument(s); the contract is {contract}")
     extra = [p.name for p in positional[3:] if p.default is inspect.Parameter.empty]
     extra += [p.name for p in parameters if p.kind is kinds.KEYWORD_ONLY and p.default is inspect.Parameter.empty
               and p.name != "targeted"]
     if extra:
-        raise ValueError(f"{where}: argument(s) {', '.join(extra)} have no default; the contract is {contract}")
+        raise SparseBenchError(f"{where}: argument(s) {', '.join(extra)} have no default; the contract is {contract}")
     names = {p.name for p in parameters}
     if "targeted" not in names and not any(p.kind is kinds.VAR_KEYWORD for p in parameters):
-        raise ValueError(f"{where}: has no 'targeted' keyword; the contract is {contract}")
+        raise SparseBenchError(f"{where}: has no 'targeted' keyword; the contract is {contract}")
 
 
 def outside_entry(function: str, *, label: str, kind: str, modes: tuple[str, ...] = MODES,
@@ -559,17 +561,17 @@ def outside_entry(function: str, *, label: str, kind: str, modes: tuple[str, ...
     """
     module, _, attribute = function.partition(":")
     if not module or not attribute:
-        raise ValueError(f"{where}.function: {function!r} is not 'module:attribute'")
+        raise SparseBenchError(f"{where}.function: {function!r} is not 'module:attribute'")
     try:
         loaded = _import(function)
     except (ImportError, AttributeError) as error:
-        raise ValueError(f"{where}.function: cannot import {function!r}: {error}") from None
+        raise SparseBenchError(f"{where}.function: cannot import {function!r}: {error}") from None
     check_contract(loaded, f"{where}.function {function!r}")
     try:
         return AttackEntry(name=label, function=function, kind=kind, norm="l0", source=f"outside ({module})",
                            modes=tuple(modes), threat=threat, citation=citation or f"outside attack {function}")
     except ValueError as error:
-        raise ValueError(f"{where}: {error}") from None
+        raise SparseBenchError(f"{where}: {error}") from None
 
 
 class Attack:
@@ -591,7 +593,7 @@ class Attack:
     def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, *, targeted: bool = False) -> Tensor:
         mode = "targeted" if targeted else "untargeted"
         if mode not in self.entry.modes:
-            raise ValueError(
+            raise SparseBenchError(
                 f"mode: {self.entry.name} does not support {mode!r}; supported: {', '.join(self.entry.modes)}"
             )
         return self._function(model, inputs, labels, targeted=targeted, **self.hyperparameters)
@@ -615,13 +617,13 @@ def check_overrides(name: str | AttackEntry, overrides: Mapping[str, Any]) -> No
     allowed = entry.parameters()
     for key, value in overrides.items():
         if key not in allowed:
-            raise ValueError(
+            raise SparseBenchError(
                 f"attacks.{name}.overrides: {key!r} (= {value!r}) is not a hyperparameter of {name}; "
                 f"allowed: {', '.join(allowed) or 'none'}"
             )
         default = allowed[key]
         if default is not None and not _same_kind(default, value):
-            raise ValueError(
+            raise SparseBenchError(
                 f"attacks.{name}.overrides.{key}: {value!r} is a {type(value).__name__}; "
                 f"expected {type(default).__name__} like the default {default!r}"
             )
@@ -642,7 +644,7 @@ def _family(dataset: str) -> str:
     from bench.data import DATASETS
 
     if dataset not in DATASETS:
-        raise ValueError(f"dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
+        raise SparseBenchError(f"dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
     return DATASETS[dataset].family
 
 

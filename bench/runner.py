@@ -34,13 +34,13 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from bench.config import BenchmarkConfig, DatasetConfig
-from bench.registry import AttackEntry, bind
-
 from bench.counting import CountingModel
+from bench.data import DATASETS, get_batch
+from bench.errors import SparseBenchError
 from bench.guard import Guard, call_attack
 from bench.outside import image_shape
-from bench.data import DATASETS, get_batch
 from bench.provenance import git_commit, hardware, versions
+from bench.registry import AttackEntry, bind
 from bench.store import ResultsStore, SampleRow, encode_example
 from bench.verify import verify
 
@@ -63,7 +63,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"config.device: {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
+        raise SparseBenchError(f"config.device: {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
     return device
 
 
@@ -123,7 +123,7 @@ def choose_targets(selection: Selection, *, how: str, seed: int, num_classes: in
     if how == "least-likely":
         return selection.clean_logits.argmin(1)
     if how != "random":
-        raise ValueError(f"target_selection: {how!r} is not one of random, least-likely")
+        raise SparseBenchError(f"target_selection: {how!r} is not one of random, least-likely")
     offsets = [int(np.random.default_rng([seed, index]).integers(1, num_classes)) for index in selection.indices]
     return (selection.labels + torch.tensor(offsets)) % num_classes
 

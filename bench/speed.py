@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from attacks.checks import check_choice, check_int, check_real
 from bench.counting import CountingModel
+from bench.errors import SparseBenchError
 
 __all__ = ["PRECISIONS", "BatchEstimate", "FastModel", "largest_batch", "repeat_to", "speed_up"]
 
@@ -81,7 +82,7 @@ def speed_up(model: nn.Module, *, precision: str = "fp32", channels_last: bool =
     if device is None:
         device = next(model.parameters()).device
     if precision == "fp16" and torch.device(device).type != "cuda":
-        raise ValueError(f"precision: 'fp16' needs a CUDA device, not {device}; use 'bf16' or 'fp32'")
+        raise SparseBenchError(f"precision: 'fp16' needs a CUDA device, not {device}; use 'bf16' or 'fp32'")
     if channels_last:
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
     return FastModel(model, precision, channels_last)

@@ -39,6 +39,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from bench.errors import SparseBenchError
+
 __all__ = ["ResultsStore", "SampleRow", "decode_example", "encode_example"]
 
 SCHEMA_VERSION = 2
@@ -171,7 +173,7 @@ def decode_example(original: Tensor, format: str, indices: bytes | None, values:
     if format == "dense":
         return data.view(original.shape)
     if format != "sparse" or indices is None:
-        raise ValueError(f"format: {format!r} is not one of sparse, dense")
+        raise SparseBenchError(f"format: {format!r} is not one of sparse, dense")
     where = torch.from_numpy(np.frombuffer(zlib.decompress(indices), dtype=np.int32).astype(np.int64))
     flat[where] = data
     return flat.view(original.shape)
@@ -197,7 +199,7 @@ class ResultsStore:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         found = int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
         if found > SCHEMA_VERSION:
-            raise ValueError(f"store: {self.path} has schema version {found}; this SparseBench reads "
+            raise SparseBenchError(f"store: {self.path} has schema version {found}; this SparseBench reads "
                              f"{SCHEMA_VERSION} and older: upgrade SparseBench")
         with self._db:  # one transaction: a store is upgraded entirely or not at all
             while found < SCHEMA_VERSION:

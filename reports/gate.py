@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.errors import SparseBenchError
+
 if TYPE_CHECKING:  # pandas is imported where it is used: `sparsebench --help` stays quick
     import pandas as pd
 
@@ -136,12 +138,12 @@ def _drop_none(value: Any) -> Any:
 
 def _check_tolerances(where: str, tolerances: Any) -> dict[str, float]:
     if not isinstance(tolerances, Mapping):
-        raise ValueError(f"{where}: {tolerances!r} is a {type(tolerances).__name__}; expected a table")
+        raise SparseBenchError(f"{where}: {tolerances!r} is a {type(tolerances).__name__}; expected a table")
     for name, value in tolerances.items():
         if name not in DEFAULT_TOLERANCES:
-            raise ValueError(f"{where}: unknown tolerance {name!r}; allowed: {', '.join(DEFAULT_TOLERANCES)}")
+            raise SparseBenchError(f"{where}: unknown tolerance {name!r}; allowed: {', '.join(DEFAULT_TOLERANCES)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{where}.{name}: {value!r} must be a number >= 0")
+            raise SparseBenchError(f"{where}.{name}: {value!r} must be a number >= 0")
     return {name: float(value) for name, value in tolerances.items()}
 
 
@@ -149,7 +151,7 @@ def _get_run(store, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
     if run is None:
         runs = ", ".join(store.runs()["run_id"]) or "none"
-        raise ValueError(f"--run: {run_id!r} is not in {store.path}; runs: {runs}")
+        raise SparseBenchError(f"--run: {run_id!r} is not in {store.path}; runs: {runs}")
     return run
 
 
@@ -170,7 +172,7 @@ def baseline_from_run(store, run_id: str, *, tolerances: Mapping[str, float] | N
     run = _get_run(store, run_id)
     summary = summarize(store.samples(run_id))
     if summary.empty:
-        raise ValueError(f"--run: {run_id!r} has no attacked sample yet; finish it with `sparsebench run` first")
+        raise SparseBenchError(f"--run: {run_id!r} has no attacked sample yet; finish it with `sparsebench run` first")
     units = []
     for row in summary.to_dict("records"):
         unit: dict[str, Any] = {k: row[k] for k in KEY}
@@ -216,32 +218,32 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ValueError(f"--baseline: {str(path)!r} does not exist; write one with `sparsebench baseline`") from None
+        raise SparseBenchError(f"--baseline: {str(path)!r} does not exist; write one with `sparsebench baseline`") from None
     try:
         document = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
         kind = "JSON" if path.suffix == ".json" else "TOML"
-        raise ValueError(f"--baseline: {path} is not valid {kind}: {error}") from None
+        raise SparseBenchError(f"--baseline: {path} is not valid {kind}: {error}") from None
     if document.get("format") != FORMAT:
-        raise ValueError(f"{path}: format = {document.get('format')!r}; this SparseBench reads format {FORMAT}")
+        raise SparseBenchError(f"{path}: format = {document.get('format')!r}; this SparseBench reads format {FORMAT}")
     for field, kind in (("provenance", dict), ("tolerances", dict), ("units", list), ("config", dict)):
         if not isinstance(document.get(field), kind):
             expected = "table" if kind is dict else "list"
-            raise ValueError(f"{path}: {field}: {document.get(field)!r} is missing or not a {expected}")
+            raise SparseBenchError(f"{path}: {field}: {document.get(field)!r} is missing or not a {expected}")
     document["tolerances"] = {**DEFAULT_TOLERANCES, **_check_tolerances(f"{path}: tolerances", document["tolerances"])}
     seen = set()
     for i, unit in enumerate(document["units"]):
         where = f"{path}: units[{i}]"
         for field in (*KEY, *METRICS):
             if field not in unit:
-                raise ValueError(f"{where}: missing field {field!r}")
+                raise SparseBenchError(f"{where}: missing field {field!r}")
         unit["tolerances"] = _check_tolerances(f"{where}.tolerances", unit.get("tolerances", {}))
         name = _unit_name(unit)
         if name in seen:
-            raise ValueError(f"{where}: unit {name} appears twice")
+            raise SparseBenchError(f"{where}: unit {name} appears twice")
         seen.add(name)
     if "config_name" not in document["provenance"]:
-        raise ValueError(f"{path}: provenance: missing field 'config_name'")
+        raise SparseBenchError(f"{path}: provenance: missing field 'config_name'")
     return document
 
 
@@ -268,7 +270,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, Mapping):
         inner = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"
-    raise ValueError(f"baseline: {value!r} ({type(value).__name__}) cannot be written as TOML")
+    raise SparseBenchError(f"baseline: {value!r} ({type(value).__name__}) cannot be written as TOML")
 
 
 def _toml(table: Mapping[str, Any], path: tuple[str, ...] = (), in_array: bool = False) -> str:
@@ -393,7 +395,7 @@ def compare(baseline: Mapping[str, Any], run: Mapping[str, Any], summary: pd.Dat
         (config changed, time skipped) first.
     """
     if compare_time not in COMPARE_TIME:
-        raise ValueError(f"--compare-time: {compare_time!r} is not one of {', '.join(COMPARE_TIME)}")
+        raise SparseBenchError(f"--compare-time: {compare_time!r} is not one of {', '.join(COMPARE_TIME)}")
     findings = []
     changed = _config_difference(baseline["config"], run["config"])
     if changed:
@@ -445,7 +447,7 @@ def _latest_run_named(store, name: str) -> str:
     runs = store.runs()
     named = runs[runs["name"] == name]
     if named.empty:
-        raise ValueError(f"--store: {store.path} holds no run of config {name!r} (the baseline's); runs: "
+        raise SparseBenchError(f"--store: {store.path} holds no run of config {name!r} (the baseline's); runs: "
                          f"{', '.join(runs['run_id'] + ' (' + runs['name'] + ')') or 'none'}; name one with --run")
     return str(named["run_id"].iloc[-1])
 
@@ -478,10 +480,10 @@ def check(baseline: str | Path | Mapping[str, Any], *, store: str | Path, run_id
     from reports.tables import summarize
 
     if rerun and run_id is not None:
-        raise ValueError("--run: a run id and --rerun exclude each other")
+        raise SparseBenchError("--run: a run id and --rerun exclude each other")
     document = read_baseline(baseline) if isinstance(baseline, (str, Path)) else baseline
     if not rerun and not Path(store).exists():
-        raise ValueError(f"--store: {store} does not exist; run the benchmark first, or use --rerun")
+        raise SparseBenchError(f"--store: {store} does not exist; run the benchmark first, or use --rerun")
     with ResultsStore(store) as results:
         if rerun:
             run_id = _rerun(document, results, cache_dir=cache_dir, load_model=load_model, progress=progress)
@@ -500,7 +502,7 @@ def _rerun(baseline: Mapping[str, Any], store, *, cache_dir: Path | None, load_m
     try:
         config = parse_config(_drop_none(baseline["config"]))
     except ValueError as error:
-        raise ValueError(f"--baseline: its [config] is not a valid config: {error}") from None
+        raise SparseBenchError(f"--baseline: its [config] is not a valid config: {error}") from None
     run_id = f"{config.name}-{config.fingerprint()}-check-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     return run_benchmark(config, store, run_id=run_id, cache_dir=cache_dir, load_model=load_model, progress=progress)
 
@@ -511,19 +513,19 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from bench.store import ResultsStore
 
     if not Path(args.store).exists():
-        raise ValueError(f"--store: {args.store} does not exist; run `sparsebench run` first")
+        raise SparseBenchError(f"--store: {args.store} does not exist; run `sparsebench run` first")
     tolerances = {}
     for flag, name in (("fooling_rate", "fooling_rate_drop_points"), ("l0", "median_l0_rise_fraction"),
                        ("time", "seconds_rise_fraction")):
         value = getattr(args, f"tolerance_{flag}")
         if value is not None:
             if not value >= 0:
-                raise ValueError(f"--tolerance-{flag.replace('_', '-')}: {value!r} must be a number >= 0")
+                raise SparseBenchError(f"--tolerance-{flag.replace('_', '-')}: {value!r} must be a number >= 0")
             tolerances[name] = value
     with ResultsStore(args.store) as store:
         run_id = args.run or store.latest_run_id()
         if run_id is None:
-            raise ValueError(f"--store: {args.store} holds no run")
+            raise SparseBenchError(f"--store: {args.store} holds no run")
         document = baseline_from_run(store, run_id, tolerances=tolerances)
     path = write_baseline(document, args.out)
     print(f"baseline of run {run_id} ({len(document['units'])} units) -> {path}", file=sys.stderr)
@@ -532,7 +534,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     if args.cache_dir is not None and not args.rerun:
-        raise ValueError("--cache-dir: only --rerun loads models; leave it out when checking a stored run")
+        raise SparseBenchError("--cache-dir: only --rerun loads models; leave it out when checking a stored run")
     run_id, findings = check(args.baseline, store=args.store, run_id=args.run, rerun=args.rerun,
                              cache_dir=args.cache_dir, compare_time=args.compare_time,
                              progress=args.rerun and not args.no_progress)

@@ -86,6 +86,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from bench.errors import SparseBenchError
+
 __all__ = [
     "CATEGORIES", "DEFAULT_QUANTILE", "add_parser", "categorize", "default_target_layer", "evidence_region",
     "grad_cam", "guided_grad_cam", "interpretation", "noise_summary", "resolve_target_layer",
@@ -113,7 +115,7 @@ def _grad_cam_package():
 
 def _check_quantile(quantile: float) -> None:
     if not 0 < quantile <= 1:
-        raise ValueError(f"quantile: {quantile!r} is not in (0, 1]; it is the top fraction of a map's pixels "
+        raise SparseBenchError(f"quantile: {quantile!r} is not in (0, 1]; it is the top fraction of a map's pixels "
                          "that counts as a class's evidence (default 0.2)")
 
 
@@ -161,7 +163,7 @@ def categorize(perturbed: np.ndarray, true_region: np.ndarray, adversarial_regio
     perturbed, true_region, adversarial_region = (np.asarray(a, dtype=bool)
                                                   for a in (perturbed, true_region, adversarial_region))
     if not perturbed.shape == true_region.shape == adversarial_region.shape:
-        raise ValueError(f"shapes: perturbed {perturbed.shape}, true_region {true_region.shape} and "
+        raise SparseBenchError(f"shapes: perturbed {perturbed.shape}, true_region {true_region.shape} and "
                          f"adversarial_region {adversarial_region.shape} must be equal")
     codes = np.select([true_region & ~adversarial_region, adversarial_region & ~true_region,
                        true_region & adversarial_region], [0, 1, 2], default=3).astype(np.int8)
@@ -194,7 +196,7 @@ def default_target_layer(model: nn.Module) -> nn.Module:
             return layer4[-1]
     convolutions = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
     if not convolutions:
-        raise ValueError(f"target_layer: {type(model).__name__} has no Conv2d layer, so no Grad-CAM; "
+        raise SparseBenchError(f"target_layer: {type(model).__name__} has no Conv2d layer, so no Grad-CAM; "
                          "pass a layer (a module or its dotted name) whose output is (B, C, H, W)")
     return convolutions[-1]
 
@@ -208,7 +210,7 @@ def resolve_target_layer(model: nn.Module, target_layer: nn.Module | str | None 
             return model.get_submodule(target_layer)
         except AttributeError:
             names = [name for name, _ in model.named_modules() if name]
-            raise ValueError(f"target_layer: {target_layer!r} is not a layer of {type(model).__name__}; "
+            raise SparseBenchError(f"target_layer: {target_layer!r} is not a layer of {type(model).__name__}; "
                              f"layers: {', '.join(names[:40])}{' ...' if len(names) > 40 else ''}") from None
     return target_layer
 
@@ -250,7 +252,7 @@ def grad_cam(model: nn.Module, images: Tensor, classes: Sequence[int], *,
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     if len(classes) != len(images):
-        raise ValueError(f"classes: {len(classes)} for {len(images)} images")
+        raise SparseBenchError(f"classes: {len(classes)} for {len(images)} images")
     layer = resolve_target_layer(model, target_layer)
     maps = [np.zeros((0, *images.shape[2:]), dtype=np.float32)]
     with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
@@ -350,14 +352,14 @@ def interpretation(store, run_id: str, load_model: ModelLoader, *, attack: str, 
 
     _check_quantile(quantile)
     if n_samples < 1:
-        raise ValueError(f"n_samples: {n_samples} is not a positive number of samples")
+        raise SparseBenchError(f"n_samples: {n_samples} is not a positive number of samples")
     if figure_samples < 0:
-        raise ValueError(f"figure_samples: {figure_samples} is negative; 0 draws no figure")
+        raise SparseBenchError(f"figure_samples: {figure_samples} is negative; 0 draws no figure")
     run, unit = _unit(store, run_id, attack=attack, model=model, mode=mode, dataset=dataset)
     dataset = unit["dataset"].iloc[0]
     successful = unit[unit["success"].astype(bool) & (unit["l0_pixels"] > 0)]
     if successful.empty:
-        raise ValueError(f"attack: {attack!r} made no successful example on {model!r} ({mode}) in run {run_id}; "
+        raise SparseBenchError(f"attack: {attack!r} made no successful example on {model!r} ({mode}) in run {run_id}; "
                          "only successful examples have an adversarial class to explain")
     chosen = successful.sort_values("sample_index").head(n_samples)
     data = stored_dataset(run["config"], dataset)
@@ -395,10 +397,10 @@ def interpretation(store, run_id: str, load_model: ModelLoader, *, attack: str, 
 def _unit(store, run_id: str, *, attack: str, model: str, mode: str, dataset: str | None) -> tuple[dict, pd.DataFrame]:
     """The run and the sample rows of one unit, with errors that list what the run holds."""
     if mode not in ("untargeted", "targeted"):
-        raise ValueError(f"mode: {mode!r} is not one of untargeted, targeted")
+        raise SparseBenchError(f"mode: {mode!r} is not one of untargeted, targeted")
     run = store.get_run(run_id)
     if run is None:
-        raise ValueError(f"run: {run_id!r} is not in {store.path}")
+        raise SparseBenchError(f"run: {run_id!r} is not in {store.path}")
     samples = store.samples(run_id)
     unit = samples[(samples["model"] == model) & (samples["attack"] == attack) & (samples["mode"] == mode)]
     if dataset is not None:
@@ -406,11 +408,11 @@ def _unit(store, run_id: str, *, attack: str, model: str, mode: str, dataset: st
     if unit.empty:
         units = sorted({"/".join(key) for key in samples[["dataset", "model", "attack", "mode"]]
                         .itertuples(index=False)})
-        raise ValueError(f"attack, model, mode: no samples of {attack!r} on {model!r} ({mode}"
+        raise SparseBenchError(f"attack, model, mode: no samples of {attack!r} on {model!r} ({mode}"
                          f"{', ' + dataset if dataset else ''}) in run {run_id}; "
                          f"its units (dataset/model/attack/mode): {', '.join(units) or 'none'}")
     if unit["dataset"].nunique() > 1:
-        raise ValueError(f"dataset: {model!r} was attacked on {', '.join(unit['dataset'].unique())}; name one")
+        raise SparseBenchError(f"dataset: {model!r} was attacked on {', '.join(unit['dataset'].unique())}; name one")
     return run, unit
 
 

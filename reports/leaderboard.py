@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bench.errors import SparseBenchError
 from reports.tables import format_table, summarize
 
 if TYPE_CHECKING:
@@ -52,20 +53,20 @@ def load_samples(store: ResultsStore, run_ids: Sequence[str]) -> tuple[pd.DataFr
     leaderboard could not tell which to rank).
     """
     if not run_ids:
-        raise ValueError("--run: no run given")
+        raise SparseBenchError("--run: no run given")
     runs, frames = [], []
     for run_id in dict.fromkeys(run_ids):
         run = store.get_run(run_id)
         if run is None:
             known = ", ".join(store.runs()["run_id"]) or "none"
-            raise ValueError(f"--run: {run_id!r} is not in {store.path}; runs: {known}")
+            raise SparseBenchError(f"--run: {run_id!r} is not in {store.path}; runs: {known}")
         runs.append(run)
         frames.append(store.samples(run_id))
     samples = pd.concat(frames, ignore_index=True)
     sources = samples.groupby(GROUP + ["attack"], sort=False)["run_id"].unique()
     for key, found in sources.items():
         if len(found) > 1:
-            raise ValueError(f"--run: attack {key[3]!r} on {'/'.join(key[:3])} is in runs {', '.join(found)}; "
+            raise SparseBenchError(f"--run: attack {key[3]!r} on {'/'.join(key[:3])} is in runs {', '.join(found)}; "
                              "combine runs whose attack labels differ (relabel one in its config)")
     return samples, runs
 
@@ -145,7 +146,7 @@ def optimality_scores(l0: pd.DataFrame) -> tuple[pd.Series, float]:
     gain nothing in either sum.
     """
     if l0.isna().any().any():
-        raise ValueError("l0: has missing entries; every attack must have run on every sample (align_samples)")
+        raise SparseBenchError("l0: has missing entries; every attack must have run on every sample (align_samples)")
     best = l0.min(axis=1)
     fooled = np.isfinite(best)
     if not fooled.any():
@@ -162,7 +163,7 @@ def optimality(samples: pd.DataFrame, unit: str = "pixels") -> pd.DataFrame:
     (``K``, the largest L0 budget integrated over, in ``unit``).
     """
     if unit not in UNITS:
-        raise ValueError(f"unit: {unit!r} is not one of {', '.join(UNITS)}")
+        raise SparseBenchError(f"unit: {unit!r} is not one of {', '.join(UNITS)}")
     rows = []
     for group_key, group in samples.groupby(GROUP, sort=False):
         l0 = group[f"l0_{unit}"].astype(float).where(group["success"].astype(bool), np.inf)
@@ -207,7 +208,7 @@ def build_leaderboard(samples: pd.DataFrame, runs: list[dict[str, Any]], *, budg
     aligned, coverage = align_samples(samples)
     if aligned.empty:
         runs_named = ", ".join(sorted(set(samples["run_id"])))
-        raise ValueError(f"--run: runs {runs_named} share no sample on any dataset/model/mode; "
+        raise SparseBenchError(f"--run: runs {runs_named} share no sample on any dataset/model/mode; "
                          "combine runs that attacked the same samples of the same models")
     summary = summarize(aligned, budgets=budgets, budget_unit=unit)
     scores = optimality(aligned, unit)
@@ -449,7 +450,7 @@ def write_leaderboard(store: ResultsStore, run_ids: Sequence[str], out: str | Pa
     samples, runs = load_samples(store, run_ids)
     unit = unit or runs[0]["config"].get("budget_unit", "pixels")
     if unit not in UNITS:
-        raise ValueError(f"--unit: {unit!r} is not one of {', '.join(UNITS)}")
+        raise SparseBenchError(f"--unit: {unit!r} is not one of {', '.join(UNITS)}")
     if budgets is None:
         budgets = sorted({int(k) for run in runs for k in run["config"].get("budgets", ())})
     board = build_leaderboard(samples, runs, budgets=budgets, unit=unit, proposed=proposed)
@@ -473,7 +474,7 @@ def parse_budgets(text: str) -> list[int]:
     for part in text.split(","):
         part = part.strip()
         if not part.isdigit() or int(part) < 1:
-            raise ValueError(f"--budgets: {part!r} in {text!r} is not a positive integer; "
+            raise SparseBenchError(f"--budgets: {part!r} in {text!r} is not a positive integer; "
                              "expected comma-separated L0 budgets such as 1,2,5,10")
         budgets.append(int(part))
     return sorted(set(budgets))
@@ -483,12 +484,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.store import ResultsStore
 
     if not Path(args.store).exists():
-        raise ValueError(f"--store: {args.store} does not exist; run `sparsebench run` first")
+        raise SparseBenchError(f"--store: {args.store} does not exist; run `sparsebench run` first")
     budgets = parse_budgets(args.budgets) if args.budgets is not None else None
     with ResultsStore(args.store) as store:
         run_ids = args.run or [store.latest_run_id()]
         if run_ids == [None]:
-            raise ValueError(f"--store: {args.store} holds no run")
+            raise SparseBenchError(f"--store: {args.store} holds no run")
         paths = write_leaderboard(store, run_ids, args.out, budgets=budgets, unit=args.unit)
     print(f"leaderboard: {paths['markdown']} and {paths['html']} (self-contained; open it in a browser)")
     return 0

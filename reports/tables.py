@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.errors import SparseBenchError
+
 __all__ = ["format_table", "order_like_config", "proposed_versus_best", "summarize", "write_tables"]
 
 KEY = ["dataset", "model", "attack", "mode"]
@@ -32,7 +34,7 @@ KEY = ["dataset", "model", "attack", "mode"]
 def summarize(samples: pd.DataFrame, *, budgets: Sequence[int] = (), budget_unit: str = "pixels") -> pd.DataFrame:
     """One summary row per unit, in the order units first appear in ``samples``."""
     if budget_unit not in ("pixels", "elements"):
-        raise ValueError(f"budget_unit: {budget_unit!r} is not one of pixels, elements")
+        raise SparseBenchError(f"budget_unit: {budget_unit!r} is not one of pixels, elements")
     column = f"l0_{budget_unit}"
     rows = []
     for key, group in samples.groupby(KEY, sort=False):

@@ -30,6 +30,7 @@ from torch import nn
 
 from bench.config import stored_dataset
 from bench.data import get_batch
+from bench.errors import SparseBenchError
 from bench.store import ResultsStore, decode_example
 from bench.verify import verify
 
@@ -68,10 +69,10 @@ def transfer_rates(store: ResultsStore, run_id: str, load_model: ModelLoader, *,
     """
     run = store.get_run(run_id)
     if run is None:
-        raise ValueError(f"run: {run_id!r} is not in {store.path}")
+        raise SparseBenchError(f"run: {run_id!r} is not in {store.path}")
     samples = store.samples(run_id)
     if samples.empty:
-        raise ValueError(f"run: {run_id!r} has no attacked samples")
+        raise SparseBenchError(f"run: {run_id!r} has no attacked samples")
     config = run["config"]
     # Rows and columns in the config's order: sources and targets as its models, then its attacks.
     model_rank = {m: i for i, m in enumerate(m for d in config["datasets"] for m in d["models"])}

@@ -8,11 +8,11 @@ from __future__ import annotations
 import sys
 
 import torch
+from tiny import train_linear
 
 from bench.config import parse_config
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
-from tiny import train_linear
 
 CONFIG = {
     "name": "resume",

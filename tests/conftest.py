@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 import torch
+from tiny import train_linear
 from torch import nn
 
 from bench.data import get_batch, load_dataset
-from tiny import train_linear
 
 
 @pytest.fixture(autouse=True, scope="session")

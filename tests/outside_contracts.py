@@ -49,3 +49,8 @@ def fashion_subset():
 def outside_box():
     images, labels = fashion_subset()
     return images * 2, labels
+
+
+def buggy_dataset():
+    """A dataset function with a bug in it: its ValueError is not a user's problem to fix from a message."""
+    raise ValueError("internal bug: index out of step")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from bench.counting import CountingModel
-from bench.guard import Guard, call_attack
 from bench.data import get_batch
+from bench.guard import Guard, call_attack
 from bench.registry import ATTACKS, get_attack
 from bench.verify import verify
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+# Shared with the Sparse-RS tests: a counted and verified run, a model that only answers queries
+# (the `samples` fixture is in conftest.py).
+from tiny import OutputsOnly, run_verified
 from torch import nn
 
 from baselines.blackbox import draw_pixels
@@ -24,9 +28,6 @@ from baselines.sa_moo import (
 )
 from bench.counting import CountingModel
 from bench.registry import ATTACKS
-# Shared with the Sparse-RS tests: a counted and verified run, a model that only answers queries
-# (the `samples` fixture is in conftest.py).
-from tiny import OutputsOnly, run_verified
 
 # Small query budgets for speed; the functions' defaults are the papers'. SA-MOO's are its registry
 # entry's smoke settings; BruSLeAttack runs at k = 20 here (its smoke k is 40), the k the rates below were measured at.

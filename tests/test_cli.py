@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +148,23 @@ def test_bench_native_means_every_native_attack_with_the_configs_overrides():
     assert dict((n, o) for _, n, o in chosen)["fmn-l0"] == {"steps": 200}
     with pytest.raises(ValueError, match="'magic' is not registered"):
         _bench_attacks(argparse.Namespace(attacks=["magic"], overrides_from=None))
+
+
+def test_a_user_error_is_one_line_a_bug_is_a_traceback(tmp_path):
+    """Problems a user can fix exit 2 with one line; anything else (here a ValueError in user code) shows its
+    traceback, so a bug never reads as a usage error."""
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])}
+
+    def run(config: str) -> subprocess.CompletedProcess:
+        (tmp_path / "c.toml").write_text(config)
+        return subprocess.run([sys.executable, "-m", "bench.cli", "run", "--config", "c.toml", "--store", "s.sqlite",
+                               "--out", "out"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    user = run('[[datasets]]\nname = "fashion-mnist"\nmodels = ["smallcnn-standard"]\n[[attacks]]\nname = "nope"\n')
+    assert user.returncode == 2 and "Traceback" not in user.stderr
+    assert "sparsebench: error: config.attacks[0].name: attack: 'nope' is not registered" in user.stderr
+    bug = run('[[models]]\nname = "m"\nfunction = "outside_contracts:linear_model"\ndatasets = ["d"]\n'
+              '[[datasets]]\nname = "d"\nfunction = "outside_contracts:buggy_dataset"\nnum_classes = 10\n'
+              'family = "mnist"\nmodels = ["m"]\n[[attacks]]\nname = "i-fgsm"\n')
+    assert bug.returncode == 1 and "Traceback" in bug.stderr and "internal bug: index out of step" in bug.stderr

@@ -95,6 +95,7 @@ def test_calls_priced_at_their_own_size_cost_more_than_their_share_of_a_full_bat
 def test_bench_guards_the_attack_as_the_runner_does(tiny_model, samples):
     """``sparsebench bench`` times through the runner's guarded call: a lie ends its row, hidden passes count."""
     import lying_attacks
+
     from bench.guard import AttackVoid
 
     images, labels, _ = samples

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from tiny import OutputsOnly, run_verified
 from torch import nn
 
 from attacks.norms import l0_pixels
@@ -22,7 +23,6 @@ from baselines.sparse_pgd import sparse_pgd, sparse_pgd_min
 from baselines.sparse_rs import _random_corners, resample_schedule, sparse_rs, sparse_rs_min
 from bench.counting import CountingModel
 from bench.registry import ATTACKS
-from tiny import OutputsOnly, run_verified
 
 
 def _smoke_but_k(name):

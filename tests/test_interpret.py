@@ -16,8 +16,16 @@ from bench.models import Normalize, SmallCNN, SmallMLP, prepare_model
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
 from reports.interpret import (
-    CATEGORIES, add_parser, categorize, default_target_layer, evidence_region, grad_cam, guided_grad_cam,
-    interpretation, noise_summary, resolve_target_layer,
+    CATEGORIES,
+    add_parser,
+    categorize,
+    default_target_layer,
+    evidence_region,
+    grad_cam,
+    guided_grad_cam,
+    interpretation,
+    noise_summary,
+    resolve_target_layer,
 )
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import train_linear
 
 from attacks.losses import adversarial_cross_entropy
 from baselines.egs_tssa import egs_tssa, group_mask, prepare_egs_tssa
@@ -13,7 +14,6 @@ from bench.counting import CountingModel
 from bench.data import get_batch
 from bench.registry import ATTACKS, Attack, AttackEntry
 from bench.verify import verify
-from tiny import train_linear
 
 # A generator trained in under a second on the tiny model (the registry entry's smoke settings);
 # the defaults are the benchmark's.

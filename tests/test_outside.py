@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import lying_attacks
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-import lying_attacks
 from bench import evaluate
 from bench.config import parse_config
 from bench.data import get_batch, load_dataset
