@@ -269,8 +269,8 @@ def ensure_generator(
 
 
 def _save(path: pathlib.Path, generator: nn.Module, metadata: dict[str, Any]) -> None:
-    from bench.models import _atomic_write
+    from bench.cache import atomic_write
 
     state = {name: value.detach().cpu() for name, value in generator.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: torch.save({"state": state, "metadata": metadata}, tmp))
+    atomic_write(path, lambda tmp: torch.save({"state": state, "metadata": metadata}, tmp))

@@ -43,7 +43,7 @@ phase() {  # phase NAME LIMIT_SECONDS COMMAND...
 
 phase env 30 bash -c 'nvidia-smi; '"$PY"' -c "
 import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())
-from bench.models import _import_robustbench; print(\"robustbench\", _import_robustbench().__file__)"'
+from bench.zoo import _import_robustbench; print(\"robustbench\", _import_robustbench().__file__)"'
 
 # 1. Every native attack on RobustBench's Fast-AT PreActResNet-18 architecture, untrained,
 #    32x32x3 uniform inputs, batch 256, fp32 (issue 7, item 4).

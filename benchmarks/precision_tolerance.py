@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from bench.config import parse_config
-from bench.models import train_small_cnn
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
+from bench.training import train_small_cnn
 from reports.tables import summarize
 
 OPTIONS = [{}, {"precision": "bf16"}, {"channels_last": True}, {"precision": "bf16", "channels_last": True}]

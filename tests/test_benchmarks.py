@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from attacks.lin2025 import lin2025
+from bench.architectures import SmallCNN
 from bench.counting import CountingModel
 from bench.data import get_batch
-from bench.models import SmallCNN
 
 BATCH = 256
 

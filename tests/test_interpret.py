@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from bench.architectures import Normalize, SmallCNN, SmallMLP, prepare_model
 from bench.config import parse_config
 from bench.data import get_batch, load_dataset
-from bench.models import Normalize, SmallCNN, SmallMLP, prepare_model
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
 from reports.interpret import (

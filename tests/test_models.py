@@ -1,7 +1,9 @@
-"""Tests of bench.models: SmallCNN training and cache, RobustBench and torchvision loaders, offline."""
+"""Tests of bench.models and the modules it joins (bench.architectures, bench.training, bench.cache, bench.zoo):
+SmallCNN training and cache, RobustBench and torchvision loaders, offline."""
 
 from __future__ import annotations
 
+import ast
 import json
 import pathlib
 import sys
@@ -11,22 +13,16 @@ import pytest
 import torch
 from torch import nn
 
+import bench.architectures
+import bench.cache
 import bench.models
+import bench.training
+import bench.zoo
+from bench.architectures import Normalize, SmallCNN, SmallMLP, prepare_model
 from bench.data import DATASETS, DEBIAN_FASHION_MNIST_DIR
-from bench.models import (
-    FLAVOURS,
-    MODELS,
-    ModelUnavailableError,
-    Normalize,
-    SmallCNN,
-    load_model,
-    model_metadata,
-    model_names,
-    prepare_model,
-    small_cnn_cache_path,
-    torchvision_classifier,
-    train_small_cnn,
-)
+from bench.models import MODELS, load_model, model_metadata, model_names, small_cnn_cache_path
+from bench.training import FLAVOURS, train_small_cnn
+from bench.zoo import ModelUnavailableError, torchvision_classifier
 
 needs_debian_fashion_mnist = pytest.mark.skipif(
     not (DEBIAN_FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
@@ -112,6 +108,53 @@ def test_prepare_model() -> None:
     assert prepared(torch.rand(3, 1, 28, 28)).shape == (3, 10)
 
 
+#: ``bench.models.__all__`` before architectures, training, cache and zoo were split out of it.
+PUBLIC_BEFORE_THE_SPLIT = [
+    "ARCHITECTURES", "FLAVOURS", "MODELS", "SMALL_CNN_EPS", "ModelEntry", "ModelUnavailableError", "Normalize",
+    "SmallCNN", "SmallMLP", "all_models", "load_model", "plugin_models", "model_metadata", "model_names",
+    "prepare_model", "small_cnn_cache_path", "torchvision_classifier", "train_small_cnn", "untrained_model",
+]
+
+
+def test_models_still_exports_every_public_name() -> None:
+    """``from bench.models import X`` keeps working for every X it exported, and X is the defining module's object."""
+    assert sorted(bench.models.__all__) == sorted(PUBLIC_BEFORE_THE_SPLIT)
+    homes = [bench.architectures, bench.training, bench.zoo, bench.cache]
+    for name in PUBLIC_BEFORE_THE_SPLIT:
+        defined_in = [home for home in homes if name in home.__all__]
+        assert len(defined_in) <= 1, name
+        if defined_in:
+            assert getattr(bench.models, name) is getattr(defined_in[0], name), name
+        else:
+            assert hasattr(bench.models, name), name
+
+
+def test_model_modules_import_downwards_only() -> None:
+    """architectures <- training <- cache, architectures <- zoo, and models above them all: no cycle, no way back up."""
+    allowed = {
+        "architectures": set(),
+        "training": {"architectures"},
+        "cache": {"architectures", "training"},
+        "zoo": {"architectures"},
+        "models": {"architectures", "training", "cache", "zoo"},
+    }
+    for module, may_import in allowed.items():
+        tree = ast.parse(pathlib.Path(getattr(bench, module).__file__).read_text())
+        imported = {node.module.split(".")[1] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bench.")}
+        imported |= {alias.name.split(".")[1] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                     for alias in node.names if alias.name.startswith("bench.")}
+        assert imported & set(allowed) == may_import, module
+
+
+def test_cache_path_still_checks_the_registry(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(ValueError, match="^model: 'torchvision/vgg16' is not available for dataset 'mnist'"):
+        small_cnn_cache_path("torchvision/vgg16", "mnist", cache_dir=tmp_path)
+    assert bench.cache.small_cnn_weights_path("smallcnn-standard", "mnist", cache_dir=tmp_path) == (
+        small_cnn_cache_path("smallcnn-standard", "mnist", cache_dir=tmp_path)
+    )
+
+
 # --------------------------------------------------------------------------
 # SmallCNN: training, cache, determinism
 
@@ -157,7 +200,7 @@ def test_train_cache_and_reload(tmp_path: pathlib.Path, monkeypatch: pytest.Monk
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cached model was retrained")
 
-    monkeypatch.setattr(bench.models, "train_small_cnn", no_training)
+    monkeypatch.setattr(bench.cache, "train_small_cnn", no_training)
     second = load_model("smallcnn-standard", "fashion-mnist", **kwargs)
     assert _states_equal(first, second)
     assert (path.stat().st_mtime_ns, meta_path.stat().st_mtime_ns) == stamps
@@ -206,7 +249,7 @@ def test_interrupted_write_leaves_no_cache(tmp_path: pathlib.Path, monkeypatch: 
         real_save(obj, file, *args, **kwargs)  # the temporary file is complete...
         raise KeyboardInterrupt  # ...and the process is stopped before it is renamed
 
-    monkeypatch.setattr(bench.models.torch, "save", save_then_die)
+    monkeypatch.setattr(bench.cache.torch, "save", save_then_die)
     fast = {"train_subset": 256, "epochs": 1, "eval_pgd_images": 10, "eval_pgd_steps": 1}
     with pytest.raises(KeyboardInterrupt):
         load_model("smallcnn-standard", "fashion-mnist", cache_dir=tmp_path, progress=False, training=fast)
@@ -233,7 +276,7 @@ def restore_robustbench_modules() -> Iterator[None]:
 def test_robustbench_loader_reads_checkpoint(tmp_path: pathlib.Path) -> None:
     """The real robustbench.load_model on an untrained PreActResNet-18 checkpoint, no network."""
     pytest.importorskip("pyautoattack")
-    robustbench = bench.models._import_robustbench()
+    robustbench = bench.zoo._import_robustbench()
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
@@ -287,7 +330,7 @@ def test_robustbench_import_error_names_setuptools(restore_robustbench_modules: 
         sys.modules.pop(key, None)
     sys.modules["pkg_resources"] = None  # type: ignore[assignment]
     with pytest.raises(ImportError, match=r"pkg_resources.*setuptools<81"):
-        bench.models._import_robustbench()
+        bench.zoo._import_robustbench()
 
 
 # --------------------------------------------------------------------------
@@ -340,8 +383,6 @@ def test_flavours_have_entries(flavour: str) -> None:
 @needs_debian_fashion_mnist
 def test_second_architecture_trains_caches_and_reloads(tmp_path: pathlib.Path) -> None:
     """mlp-standard: another architecture through the same training and cache, for cross-architecture transfer."""
-    from bench.models import SmallMLP
-
     first = load_model("mlp-standard", "fashion-mnist", cache_dir=tmp_path, progress=False, training=FAST)
     second = load_model("mlp-standard", "fashion-mnist", cache_dir=tmp_path, progress=False, training=FAST)
     assert isinstance(first, SmallMLP) and isinstance(second, SmallMLP) and _states_equal(first, second)
@@ -349,3 +390,22 @@ def test_second_architecture_trains_caches_and_reloads(tmp_path: pathlib.Path) -
     assert metadata["model"] == "mlp-standard" and 0.5 < metadata["clean_accuracy"]
     with pytest.raises(ValueError, match="architecture: unknown value 'transformer'"):
         train_small_cnn("fashion-mnist", "standard", architecture="transformer", **FAST)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "metadata"])
+def test_a_damaged_cache_file_names_itself_and_how_to_rebuild(tmp_path: pathlib.Path, damage: str) -> None:
+    """No traceback from torch's unpickler: the file, the problem, and the command that fixes it."""
+    path = small_cnn_cache_path("smallcnn-standard", "fashion-mnist", cache_dir=tmp_path)
+    path.parent.mkdir(parents=True)
+    path.with_suffix(".json").write_text("{}")
+    state = SmallCNN(10).state_dict()
+    if damage == "foreign":
+        state = nn.Linear(3, 2).state_dict()  # another model's weights
+    torch.save(state, path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+    if damage == "metadata":
+        path.with_suffix(".json").write_text('{"clean_accu')
+    with pytest.raises(ValueError, match=rf"smallcnn-standard: the cached model {path} cannot be used .*; delete "
+                                         rf"it and {path.stem}.json to retrain it on next use: rm "):
+        load_model("smallcnn-standard", "fashion-mnist", cache_dir=tmp_path, progress=False, allow_download=False)
