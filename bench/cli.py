@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from bench.errors import SparseBenchError
@@ -19,9 +20,12 @@ DEFAULT_OUT = Path("results")
 
 def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, Path]:
     """Tables (Markdown, LaTeX, CSV), figures (PNG) and ``report.md`` of a stored run, from the store alone."""
+    from bench.paths import inside
+    from reports.escaping import option, shell_command
     from reports.plots import example_grid, robust_accuracy_curves, sweep_curves, time_versus_l0
     from reports.tables import format_table, order_like_config, proposed_versus_best, summarize, write_tables
 
+    directory = inside(out, run_id)  # a run id from a store may hold '..' or be absolute: refused before any work
     run = store.get_run(run_id)
     if run is None:
         raise SparseBenchError(f"--run: {run_id!r} is not in {store.path}; runs: {', '.join(store.runs()['run_id']) or 'none'}")
@@ -31,7 +35,6 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
     summary = order_like_config(summary, config)
     caption = (f"SparseBench run {run_id} (seed {run['seed']}, {run['hardware']['device']}, "
                f"commit {run['git_commit']}); L0 over successful samples; fr@k: budget in {config['budget_unit']}")
-    directory = out / run_id
     paths = write_tables(summary, directory, caption=caption)
     comparison = proposed_versus_best(summary)
     comparison_caption = (f"The proposed attack (lin2025) beside the best other attack of run {run_id}: "
@@ -51,9 +54,11 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
     for path in sweep_curves(summary, store.units(run_id), directory / "plots", unit=config["budget_unit"]):
         figures[f"sweep {path.stem.removeprefix('sweep-')}"] = path
     paths.update({f"plot {title}": path for title, path in figures.items()})
+    command = shell_command(["sparsebench", "report", *option("--run", run_id), *option("--store", store.path),
+                             *option("--out", out)])
     paths["report"] = _write_report_markdown(directory / "report.md", run, caption, format_table(summary),
                                              format_table(comparison) if not comparison.empty else None,
-                                             comparison_caption, figures)
+                                             comparison_caption, figures, command)
     if not quiet:
         print(format_table(summary).to_markdown(index=False))
         if not comparison.empty:
@@ -64,19 +69,29 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
 
 
 def _write_report_markdown(path: Path, run: dict, caption: str, summary, comparison, comparison_caption: str,
-                           figures: dict[str, Path]) -> Path:
-    """One Markdown page: provenance, the comparison, the figures, the full table."""
-    lines = [f"# {run['name']} ({run['run_id']})", "",
-             f"Regenerate: `sparsebench report --run {run['run_id']}` (from the store; no attack reruns).", "",
-             f"- created {run['created']}, finished {run.get('finished') or 'not yet'}; seed {run['seed']}",
-             f"- commit {run['git_commit']}", f"- hardware: {run['hardware']}", f"- versions: {run['versions']}", ""]
+                           figures: dict[str, Path], command: str) -> Path:
+    """One Markdown page: provenance, the comparison, the figures, the full table.
+
+    Everything from the store is escaped (:func:`reports.escaping.markdown_escape`); ``command``, shell-quoted,
+    is shown verbatim in a code block."""
+    from urllib.parse import quote
+
+    from reports.escaping import markdown_code_block, markdown_escape, markdown_table
+
+    lines = [f"# {markdown_escape(run['name'])} ({markdown_escape(run['run_id'])})", "",
+             "Regenerate (from the store; no attack reruns):", "", markdown_code_block(command), "",
+             f"- created {markdown_escape(run['created'])}, finished {markdown_escape(run.get('finished') or 'not yet')}; "
+             f"seed {markdown_escape(run['seed'])}",
+             f"- commit {markdown_escape(run['git_commit'])}", f"- hardware: {markdown_escape(run['hardware'])}",
+             f"- versions: {markdown_escape(run['versions'])}", ""]
     if comparison is not None:
-        lines += ["## The proposed attack beside the best other attack", "", comparison_caption, "",
-                  comparison.to_markdown(index=False), ""]
+        lines += ["## The proposed attack beside the best other attack", "", markdown_escape(comparison_caption), "",
+                  markdown_table(comparison), ""]
     lines += ["## Figures", ""]
     for title, figure in figures.items():
-        lines += [f"### {title}", "", f"![{title}]({figure.relative_to(path.parent).as_posix()})", ""]
-    lines += ["## All results", "", caption, "", summary.to_markdown(index=False), ""]
+        lines += [f"### {markdown_escape(title)}", "",
+                  f"![{markdown_escape(title)}]({quote(figure.relative_to(path.parent).as_posix())})", ""]
+    lines += ["## All results", "", markdown_escape(caption), "", markdown_table(summary), ""]
     path.write_text("\n".join(lines))
     return path
 
@@ -88,8 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(resolve_config(args.config) if args.config else default_config_path())
     run_id = f"{config.name}-{config.fingerprint()}"
-    if args.new_run:
-        run_id += time.strftime("-%Y%m%dT%H%M%S")
+    if args.new_run:  # the time to read it, a random part so that two started in the same second differ
+        run_id += time.strftime("-%Y%m%dT%H%M%S") + f"-{uuid.uuid4().hex[:8]}"
     with ResultsStore(args.store) as store:
         resumed = store.get_run(run_id) is not None
         print(f"{'resuming' if resumed else 'starting'} run {run_id} -> {args.store}", file=sys.stderr)
@@ -181,7 +196,7 @@ def open_run(store_path: Path, run: str | None):
 
     if not Path(store_path).exists():
         raise SparseBenchError(f"--store: {store_path} does not exist; run `sparsebench run` first")
-    store = ResultsStore(store_path)
+    store = ResultsStore(store_path, readonly=True)
     run_id = run or store.latest_run_id()
     if run_id is None or store.get_run(run_id) is None:
         store.close()
@@ -191,6 +206,7 @@ def open_run(store_path: Path, run: str | None):
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from bench.models import load_model
+    from bench.paths import inside
     from bench.runner import resolve_device
     from reports.tables import write_tables
     from reports.transfer import transfer_matrix, transfer_rates
@@ -205,11 +221,12 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     caption = (f"Transferability of run {run_id}: fooling rate (%) on each evaluated model (columns) of the "
                "examples made on the source model; * = white-box; over the attacked samples each evaluated "
                "model classifies correctly when clean")
-    paths = write_tables(matrix, args.out / run_id, stem="transfer", caption=caption)
-    rates.to_csv(args.out / run_id / "transfer-rates.csv", index=False)
+    directory = inside(args.out, run_id)
+    paths = write_tables(matrix, directory, stem="transfer", caption=caption)
+    rates.to_csv(directory / "transfer-rates.csv", index=False)
     print(caption + "\n")
     print(matrix.to_markdown(index=False))
-    print(f"\ntables: {', '.join(str(p) for p in paths.values())}, {args.out / run_id / 'transfer-rates.csv'}")
+    print(f"\ntables: {', '.join(str(p) for p in paths.values())}, {directory / 'transfer-rates.csv'}")
     return 0
 
 
@@ -225,6 +242,7 @@ def _reproduce_config(table: str, online: bool) -> str:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from bench.config import load_config, resolve_config
     from bench.models import load_model
+    from bench.paths import inside
     from bench.runner import resolve_device, run_benchmark
     from bench.store import ResultsStore
     from reports.paper import PAPER_TABLES, compare_with_paper
@@ -261,7 +279,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     caption = (f"{args.table}: {table.title}. 'paper' columns are the numbers Lin et al. report (arXiv:2506.17250, "
                f"Section 5); 'our' columns were measured by run {run_id} (`sparsebench reproduce {args.table}"
                f"{' --online' if args.online else ''}`).{caveat}")
-    written = write_tables(comparison, args.out / run_id, stem=f"reproduce-{args.table}", caption=caption)
+    written = write_tables(comparison, inside(args.out, run_id), stem=f"reproduce-{args.table}", caption=caption)
     print(caption + "\n")
     print(comparison.to_markdown(index=False, floatfmt=".4g"))
     print(f"\ntables: {', '.join(str(p) for p in written.values())}; full report: {paths['report']}")
@@ -339,6 +357,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from bench.registry import get_attack
     from bench.runner import resolve_device
     from bench.speed import largest_batch, speed_up
+    from reports.escaping import markdown_escape, markdown_table
 
     device = resolve_device(args.device)
     attacks = _bench_attacks(args)
@@ -355,8 +374,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return
         args.out.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out / "bench.csv", index=False)
-        shown = table.drop(columns=["overrides"]).to_markdown(index=False, floatfmt=".4g")
-        (args.out / "bench.md").write_text(f"{caption}\n\n{shown}\n")
+        shown = markdown_table(table.drop(columns=["overrides"]), floatfmt=".4g")
+        (args.out / "bench.md").write_text(f"{markdown_escape(caption)}\n\n{shown}\n")
         (args.out / "bench.json").write_text(json.dumps({
             "command": args.command_line, "hardware": hardware(device), "versions": versions(),
             "git_commit": git_commit(), "rows": rows}, indent=2, default=str) + "\n")
@@ -404,7 +423,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from bench.store import ResultsStore
 
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store, readonly=True) as store:
         print(store.runs().to_markdown(index=False))
     return 0
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -262,6 +263,19 @@ def _check_table(where: str, table: Any, fields: Mapping[str, type | tuple[type,
     _check_fields(where, table, fields, required)
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+"""What a config, model, dataset or label name may be: it becomes part of run ids, file names and tables."""
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+/-]*")
+"""An attack label may also hold ``/``, as the registry's ``library/name`` entries do."""
+
+
+def _name(where: str, value: str, pattern: re.Pattern[str] = NAME) -> str:
+    if not pattern.fullmatch(value) or ".." in value:
+        raise SparseBenchError(f"{where}: {value!r} must start with a letter or digit and hold only letters, "
+                               f"digits and {'._+-/' if pattern is LABEL else '._+-'} (no '..')")
+    return value
+
+
 def _positive(where: str, value: int) -> int:
     if value < 1:
         raise SparseBenchError(f"{where}: {value!r} must be a positive integer")
@@ -310,6 +324,8 @@ def _attack_config(where: str, table: Any, modes: tuple[str, ...]) -> AttackConf
     attack_modes = _choices(f"{where}.modes", table["modes"], supported) if "modes" in table else supported
     if not attack_modes:
         raise SparseBenchError(f"{where}: {entry.name} supports {', '.join(entry.modes)}, none of config.modes {list(modes)}")
+    if "label" in table:
+        _name(f"{where}.label", table["label"], LABEL)
     if not outside:
         return AttackConfig(name=entry.name, label=table.get("label", entry.name),
                             overrides=dict(table.get("overrides", {})), modes=attack_modes)
@@ -335,6 +351,7 @@ def _resolve_paths(data: Mapping[str, Any], base: Path) -> dict[str, Any]:
 def _model_config(where: str, table: Any, outside_datasets: list[str]) -> ModelConfig:
     """One ``[[models]]`` table: an outside model's constructor, checkpoint and datasets."""
     _check_table(where, table, _MODEL_FIELDS, ("name", "function", "datasets"))
+    _name(f"{where}.name", table["name"])
     if table["name"] in all_models():
         raise SparseBenchError(f"{where}.name: {table['name']!r} is a registered model; give yours another name")
     build = import_object(table["function"], f"{where}.function")
@@ -367,6 +384,7 @@ def _dataset_config(where: str, table: Any, models: tuple[ModelConfig, ...]) -> 
         raise SparseBenchError(f"{where}: give 'folder' or 'function', not both")
     if table["name"] in DATASETS:
         raise SparseBenchError(f"{where}.name: {table['name']!r} is a registered dataset; give yours another name")
+    _name(f"{where}.name", table["name"])
     if table.get("split", "test") != "test" or "root" in table:
         raise SparseBenchError(f"{where}: an outside dataset is one test set; 'split' and 'root' do not apply")
     if "function" in table:
@@ -427,8 +445,15 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> Benchm
             raise SparseBenchError(f"config.budgets[{i}]: {k!r} is a {type(k).__name__}; expected int")
         _positive(f"config.budgets[{i}]", k)
     device = top.get("device", "auto")
-    if device != "auto" and device.split(":")[0] not in ("cpu", "cuda", "mps"):
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
         raise SparseBenchError(f"config.device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    if "name" in top:
+        _name("config.name", top["name"])
+    if "seed" in top and top["seed"] >= 2**63:
+        raise SparseBenchError(f"config.seed: {top['seed']!r} must be below 2**63")
+    if list(budgets) != sorted(set(budgets)):
+        raise SparseBenchError(f"config.budgets: {list(budgets)} must be strictly increasing, "
+                               f"e.g. {sorted(set(budgets))}")
 
     if not top["datasets"]:
         raise SparseBenchError("config.datasets: must not be empty")

@@ -16,6 +16,12 @@ and skips a batch already there. Workers therefore need no shared file
 system (SQLite over NFS is unsafe), a batch is never written twice, and a
 driver killed midway leaves whole batches that a rerun does not redo.
 
+**Sharing the store.** Other processes (plain runs, other drivers) may work
+on the same run: the driver claims each batch before it submits it and leaves
+batches another live process holds (:meth:`bench.store.ResultsStore.claim_batch`);
+once its own are written it waits for theirs, and takes over any whose owner
+is gone. Workers still never touch the store.
+
 **Failures.** A shard whose worker dies (process crash, lost node) or whose
 task raises is submitted again, up to ``retries`` more times; then the run
 stops with the shard and the last error. An exception inside an *attack* is
@@ -31,8 +37,10 @@ allocations too (``ray start`` per node); a submitit backend is not written.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +51,7 @@ from tqdm.auto import tqdm
 from bench.config import BenchmarkConfig
 from bench.errors import SparseBenchError
 from bench.runner import (
+    CLAIM_POLL_S,
     ModelLoader,
     _default_loader,
     _now,
@@ -168,10 +177,27 @@ def _write(store: ResultsStore, run_id: str, result: ShardResult) -> int:
     done = store.done_batches(run_id, result.shard.key)
     written = 0
     for batch, rows, examples in result.batches:
-        if batch not in done:
-            store.put_batch(run_id, result.shard.key, rows, examples)
-            written += 1
+        if batch not in done and store.put_batch(run_id, result.shard.key, rows, examples):
+            written += 1  # put_batch skips a batch that another process stored meanwhile
     return written
+
+
+def _claim_missing(config: BenchmarkConfig, store: ResultsStore, run_id: str) -> tuple[list[tuple], int]:
+    """Claim the run's batches that are not stored; return those this driver got and how many are missing.
+
+    A unit's batch count is its recorded plan once any process recorded it, else the config's (see
+    :func:`plan_shards`). Batches that another live process holds are left to it.
+    """
+    count = _batch_count(config)
+    recorded = {}
+    for unit in store.units(run_id).to_dict("records"):
+        if unit["batch_size"] and unit["batch_size"] == unit["batch_size"]:  # not NULL (a unit of schema 1)
+            key = (unit["dataset"], unit["model"], unit["attack"], unit["mode"])
+            recorded[key] = math.ceil(unit["samples_planned"] / unit["batch_size"])
+    stored = {(tuple(row[:4]), row[4]) for row in store.stored_batches(run_id)}
+    missing = [(key, b) for shard in plan_shards(config, done=stored) for key in [shard.key] for b in shard.batches
+               if b < recorded.get(key, count)]
+    return [(key, b) for key, b in missing if store.claim_batch(run_id, key, b)], len(missing)
 
 
 def run_distributed(
@@ -221,18 +247,31 @@ def run_distributed(
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False, logging_level="error")
     run_id = start_run(config, store, run_id, resolve_device("cpu"))  # the driver's machine; workers added below
-    done = [(tuple(row[:4]), row[4]) for row in store.stored_batches(run_id)]
-    shards = plan_shards(config, batches_per_shard=batches_per_shard, done=done)
     task = ray.remote(run_shard).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)
 
     def submit(shard: Shard):
         return task.remote(config, shard, cache_dir=cache_dir, load_model=load_model)
 
-    pending = {submit(shard): (shard, 0) for shard in shards}
+    # Other processes (plain runs, other drivers) may share the store: the driver claims the batches it
+    # plans, leaves those others hold, and once its own are written waits for theirs, taking over any whose
+    # owner is gone (bench.store.ResultsStore.claim_batch).
+    pending: dict[Any, tuple[Shard, int]] = {}
     workers: list[dict[str, Any]] = []
-    bar = tqdm(total=len(shards), desc=config.name, unit="shard", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=0, desc=config.name, unit="shard", disable=not progress, file=sys.stderr)
     try:
-        while pending:
+        while True:
+            if not pending:
+                mine, missing = _claim_missing(config, store, run_id)
+                if not missing:
+                    break
+                if not mine:
+                    time.sleep(CLAIM_POLL_S)
+                    continue
+                planned = {(key, b) for shard in plan_shards(config) for key in [shard.key] for b in shard.batches}
+                shards = plan_shards(config, batches_per_shard=batches_per_shard, done=planned - set(mine))
+                pending.update({submit(shard): (shard, 0) for shard in shards})
+                bar.total += len(shards)
+                bar.refresh()
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             shard, failures = pending.pop(ref)
             try:
@@ -252,6 +291,8 @@ def run_distributed(
         bar.close()
         for ref in pending:
             ray.cancel(ref, force=True)
+        with contextlib.suppress(Exception):  # those of batches a worker found empty, or of shards given up
+            store.release_claims(run_id)
         if workers:
             store.update_hardware(run_id, {**store.get_run(run_id)["hardware"], "workers": workers})
     store.finish_run(run_id, _now())

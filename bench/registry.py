@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -26,6 +28,8 @@ from bench.errors import SparseBenchError
 __all__ = [
     "ATTACKS",
     "FAMILIES",
+    "Interval",
+    "inferred_range",
     "ENTRY_POINT_GROUP",
     "all_attacks",
     "bind",
@@ -45,6 +49,52 @@ KINDS = ("minimum-norm", "fixed-budget")
 MODES = ("untargeted", "targeted")
 FAMILIES = ("mnist", "cifar10", "imagenet")
 THREATS = ("white-box", "black-box")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A closed, open or half-open interval of valid values; ``inf`` for no bound."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = True
+
+    @classmethod
+    def parse(cls, text: str | Interval) -> Interval:
+        """``"[1, inf)"``, ``"(0, 1]"``, ... (an :class:`Interval` is returned as it is)."""
+        if isinstance(text, Interval):
+            return text
+        match = re.fullmatch(r"\s*([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])\s*", text)
+        if not match:
+            raise SparseBenchError(f"range: {text!r} is not an interval like '(0, 1]' or '[1, inf)'")
+        return cls(float(match[2]), float(match[3]), match[1] == "(", match[4] == ")")
+
+    def __contains__(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        def bound(x: float) -> str:
+            return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:g}"
+
+        return f"{'(' if self.low_open else '['}{bound(self.low)}, {bound(self.high)}{')' if self.high_open else ']'}"
+
+
+def inferred_range(default: Any) -> Interval | None:
+    """The interval a hyperparameter's default implies: a count (an int default of 1 or more) is at least 1,
+    any other int at least 0; a positive float is positive, a zero float at least 0, both finite. Other
+    defaults (None, strings, booleans, tuples) imply none; a tuple of budgets is checked element by element."""
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return None
+    if isinstance(default, int):
+        return Interval(1 if default >= 1 else 0, math.inf) if default >= 0 else None
+    if default > 0:
+        return Interval(0, math.inf, low_open=True)
+    return Interval(0, math.inf) if default == 0 else None
 
 
 @dataclass(frozen=True)
@@ -108,6 +158,9 @@ class AttackEntry:
     ``function`` only names it."""
     smoke: Mapping[str, Any] = field(default_factory=dict)
     smoke_success: float = 0.0
+    ranges: Mapping[str, str] = field(default_factory=dict)
+    """Valid ranges of hyperparameters, as intervals (``"(0, 1]"``, ``"[1, inf)"``), where the rule of
+    :func:`inferred_range` (from the function's default) is not the whole truth."""
 
     def __post_init__(self) -> None:
         _check_choice(f"{self.name}.kind", self.kind, KINDS)
@@ -118,6 +171,7 @@ class AttackEntry:
             _check_choice(f"{self.name}.defaults", family, ("*",) + FAMILIES)
         object.__setattr__(self, "defaults", MappingProxyType({k: dict(v) for k, v in self.defaults.items()}))
         object.__setattr__(self, "smoke", MappingProxyType(dict(self.smoke)))
+        object.__setattr__(self, "ranges", MappingProxyType({k: Interval.parse(v) for k, v in self.ranges.items()}))
 
     def load(self) -> Callable[..., Tensor]:
         """Import the attack's function (or return the one handed in)."""
@@ -135,6 +189,12 @@ class AttackEntry:
             for name, parameter in signature.parameters.items()
             if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "targeted"
         }
+
+    def valid_ranges(self) -> dict[str, Interval]:
+        """Every numeric hyperparameter's valid interval: the entry's own, else the one its default implies."""
+        found = {name: inferred_range(default) for name, default in self.parameters().items()}
+        found.update(self.ranges)
+        return {name: interval for name, interval in found.items() if interval is not None}
 
     def hyperparameters(self, dataset_family: str | None = None) -> dict[str, Any]:
         """The defaults for a dataset family (the function's, then ``*``, then the family's)."""
@@ -180,6 +240,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
     entry.name: entry
     for entry in (
         AttackEntry(
+            ranges={"eps": "(0, 1]", "alpha": "(0, 1]"},
             name="i-fgsm",
             function="attacks.ifgsm:i_fgsm",
             kind="fixed-budget",
@@ -244,6 +305,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"restarts": 5, "max_iterations": 5},
         ),
         AttackEntry(
+            ranges={"eps": "(0, 1]", "alpha": "(0, 1]", "momentum": "[0, 1)", "lam": "[0, inf)"},
             name="lin2025",
             function="attacks.lin2025:lin2025",
             kind="minimum-norm",
@@ -268,6 +330,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke_success=0.25,
         ),
         AttackEntry(
+            ranges={"eps": "(0, 1]"},
             name="lin2025-code",
             function="attacks.lin2025:lin2025_code",
             kind="minimum-norm",
@@ -285,6 +348,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"steps": 20},
         ),
         AttackEntry(
+            ranges={"eps": "(0, 1]", "alpha": "(0, 1]", "momentum": "[0, 1)", "lam": "[0, inf)"},
             name="lin2025-improved",
             function="attacks.lin2025_improved:lin2025_improved",
             kind="minimum-norm",
@@ -297,6 +361,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"steps": 20}, smoke_success=0.75,
         ),
         AttackEntry(
+            ranges={"gamma_init": "(0, 1]", "gamma_final": "(0, 1]"},
             name="fmn-l0",
             function="baselines.fmn_l0:fmn_l0",
             kind="minimum-norm",
@@ -309,6 +374,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"steps": 200}, smoke_success=0.75,
         ),
         AttackEntry(
+            ranges={"threshold": "(0, 1)", "threshold_factor": "(0, 1)"},
             name="sigma-zero",
             function="baselines.sigma_zero:sigma_zero",
             kind="minimum-norm",
@@ -380,6 +446,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"max_iter": 10}, smoke_success=0.75,
         ),
         AttackEntry(
+            ranges={"shrink": "(0, 1)"},
             name="cw-l0", function="baselines.cw_l0:cw_l0", kind="minimum-norm", norm="l0",
             source="native", modes=MODES, threat="white-box",
             citation="Carlini & Wagner, 'Towards Evaluating the Robustness of Neural Networks', "
@@ -406,6 +473,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke_success=0.125,
         ),
         AttackEntry(
+            ranges={"eps": "(0, 1]"},
             name="greedyfool-uniform", function="baselines.greedyfool:greedyfool_uniform", kind="minimum-norm",
             norm="l0", source="native", modes=MODES, threat="white-box",
             citation="Dong, Chen, Bao, Zhang, Yu, Liu & Hua, 'GreedyFool: Distortion-Aware Sparse Adversarial "
@@ -415,6 +483,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"max_iter": 100}, smoke_success=0.75,  # measured 8/8 and 7/8
         ),
         AttackEntry(
+            ranges={"eps": "(0, 1]", "top_groups": "(0, 1]"},
             name="egs-tssa", function="baselines.egs_tssa:egs_tssa", kind="fixed-budget", norm="l0",
             source="native", modes=MODES, threat="white-box", citation=_EGS_TSSA_CITE,
             prepare="baselines.egs_tssa:prepare_egs_tssa",
@@ -424,6 +493,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"train_steps": 20, "batch_size": 16}, smoke_success=0.375,  # measured 7/8 and 4/8 (20 training steps)
         ),
         AttackEntry(
+            ranges={"eps": "(0, 1]", "lambda_decay": "(0, 1)", "gamma": "(0, 1)", "eta": "(0, 1)", "sufficient_decrease": "(0, 1)", "rho": "(0, 1)"},
             name="homotopy", function="baselines.homotopy:homotopy", kind="minimum-norm", norm="l0",
             source="native", modes=MODES, threat="white-box",
             citation="Zhu, Chen & Wang, 'Sparse and Imperceptible Adversarial Attack via a Homotopy Algorithm', "
@@ -439,6 +509,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke_success=0.625,  # measured 8/8 untargeted, 7/8 targeted
         ),
         AttackEntry(
+            ranges={"p_crossover": "[0, 1]", "p_zero": "[0, 1]"},
             name="sa-moo", function="baselines.sa_moo:sa_moo", kind="minimum-norm", norm="l0",
             source="native", modes=MODES, threat="black-box", citation=_SA_MOO_CITE,
             # Paper: k = 24 px and 1,000 queries CIFAR-10, k = 150 and 5,000 queries ImageNet; population 2,
@@ -449,6 +520,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke_success=0.125,
         ),
         AttackEntry(
+            ranges={"m1": "(0, 1)", "m2": "(0, 1)", "prior": "(0, 1)"},
             name="brusleattack", function="baselines.brusleattack:brusleattack", kind="fixed-budget", norm="l0",
             source="native", modes=MODES, threat="black-box", citation=_BRUSLE_CITE,
             # 10,000 queries; authors' release: lambda_0 0.3 untargeted / 0.05 targeted (lambda_init None),
@@ -457,6 +529,7 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"k": 40, "n_queries": 300}, smoke_success=0.375,  # measured 4-6/8 (batch 8, seeds 0-2)
         ),
         AttackEntry(
+            ranges={"m1": "(0, 1)", "m2": "(0, 1)", "prior": "(0, 1)"},
             name="brusleattack-min", function="baselines.brusleattack:brusleattack_min", kind="minimum-norm",
             norm="l0", source="native", modes=MODES, threat="black-box", citation=_BRUSLE_CITE + _SEARCH,
             defaults={"imagenet": {"budgets": _IMAGENET_BUDGETS}},
@@ -627,6 +700,19 @@ def check_overrides(name: str | AttackEntry, overrides: Mapping[str, Any]) -> No
                 f"attacks.{name}.overrides.{key}: {value!r} is a {type(value).__name__}; "
                 f"expected {type(default).__name__} like the default {default!r}"
             )
+    ranges = entry.valid_ranges()
+    for key, value in overrides.items():
+        interval = ranges.get(key)
+        values = value if isinstance(value, (tuple, list)) else [value]
+        if isinstance(value, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            interval = interval or Interval(1, math.inf)  # budgets: counts
+            if key == "budgets" and list(value) != sorted(set(value)):
+                raise SparseBenchError(f"{entry.name}.{key}: {list(value)} must be strictly increasing")
+        if interval is None:
+            continue
+        for item in values:
+            if isinstance(item, (int, float)) and not isinstance(item, bool) and item not in interval:
+                raise SparseBenchError(f"{entry.name}.{key}: {item!r} is outside its valid range {interval}")
 
 
 def _same_kind(default: Any, value: Any) -> bool:

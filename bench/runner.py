@@ -16,12 +16,14 @@ uninterrupted run would have written.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import hashlib
 import json
 import random
 import sys
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -58,12 +60,20 @@ SELECTION_CHUNK = 500
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` is the first CUDA device when there is one, else the CPU."""
+    """``"auto"`` is the first CUDA device when there is one, else the CPU; any other device must exist here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SparseBenchError(f"config.device: {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SparseBenchError(f"config.device: {name!r} but CUDA is not available here; use 'cpu' or 'auto'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SparseBenchError(f"config.device: {name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                               "device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SparseBenchError(f"config.device: {name!r} but MPS is not available here; use 'cpu' or 'auto'")
     return device
 
 
@@ -107,7 +117,10 @@ def select_samples(model: nn.Module, dataset, *, n_samples: int, seed: int, devi
             labels.append(chunk_labels[position])
             logits.append(chunk_logits[position])
     if not indices:
-        raise RuntimeError(f"no sample of {seen} is classified correctly: is the model trained?")
+        raise SparseBenchError(f"no sample of {seen} is classified correctly: is the model trained?")
+    if len(indices) < n_samples:
+        warnings.warn(f"n_samples: {n_samples} asked, but only {len(indices)} of the dataset's {len(dataset)} images "
+                      "are classified correctly; attacking those", UserWarning, stacklevel=2)
     last = indices[-1]
     candidates_seen = order.index(last) + 1
     return Selection(indices, torch.stack(labels), torch.stack(logits), candidates_seen)
@@ -344,12 +357,20 @@ def record_unit(store: ResultsStore, run_id: str, session: ModelSession, unit: U
 
 def start_run(config: BenchmarkConfig, store: ResultsStore, run_id: str | None,
               device: torch.device) -> str:
-    """Create the run's record unless it exists (then it is resumed); return its id."""
+    """Create the run's record unless it exists (then it is resumed); return its id.
+
+    The record is made by one atomic insert: of processes starting the same run at once, one makes it and
+    the others join it.
+    """
     run_id = run_id or f"{config.name}-{config.fingerprint()}"
     if store.get_run(run_id) is None:
         store.create_run(run_id, name=config.name, created=_now(), config=config.to_dict(), seed=config.seed,
-                         versions=versions(), git_commit=git_commit(), hardware=hardware(device))
+                         versions=versions(), git_commit=git_commit(), hardware=hardware(device), exist_ok=True)
     return run_id
+
+
+CLAIM_POLL_S = 0.5
+"""Seconds between looks at batches that another process holds, once a process has none left to claim."""
 
 
 def run_benchmark(
@@ -412,18 +433,39 @@ def run_benchmark(
                     pending = [b for b in batch_bounds(n, batch_size) if b[0] not in done]
                     if not pending:
                         continue
-                    if not prepared:
-                        prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
-                    if wants_warmup(config, device):
-                        warm_up(session, unit, *pending[0][1:])
+                    # Several processes may share the store: attack only the batches this one claims, then wait
+                    # for those others hold, taking over any whose owner is gone (ResultsStore.claim_batch).
+                    ready = False
                     bar = tqdm(total=n, initial=n - sum(stop - start for _, start, stop in pending),
                                desc=" | ".join(unit.key[1:]), unit="sample", disable=not progress, leave=False,
                                file=sys.stderr)
-                    for batch, start, stop in pending:
-                        rows, examples = attack_batch(session, unit, batch, start, stop,
-                                                      batch_seed(config, unit.key, batch))
-                        store.put_batch(run_id, unit.key, rows, examples)
-                        bar.update(stop - start)
-                    bar.close()
+                    try:
+                        while pending:
+                            held = []
+                            for batch, start, stop in pending:
+                                if not store.claim_batch(run_id, unit.key, batch):
+                                    held.append((batch, start, stop))
+                                    continue
+                                if not ready:  # the first batch this process attacks in the unit
+                                    if not prepared:
+                                        prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
+                                    ready = True
+                                    if wants_warmup(config, device):
+                                        warm_up(session, unit, start, stop)
+                                rows, examples = attack_batch(session, unit, batch, start, stop,
+                                                              batch_seed(config, unit.key, batch))
+                                store.put_batch(run_id, unit.key, rows, examples)
+                                bar.update(stop - start)
+                            done = store.done_batches(run_id, unit.key)
+                            pending = [b for b in held if b[0] not in done]
+                            bar.update(sum(stop - start for b, start, stop in held if b in done))
+                            if pending:
+                                time.sleep(CLAIM_POLL_S)
+                    except BaseException:
+                        with contextlib.suppress(Exception):  # others need not wait for a batch dropped here
+                            store.release_claims(run_id)
+                        raise
+                    finally:
+                        bar.close()
     store.finish_run(run_id, _now())
     return run_id

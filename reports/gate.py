@@ -484,7 +484,7 @@ def check(baseline: str | Path | Mapping[str, Any], *, store: str | Path, run_id
     document = read_baseline(baseline) if isinstance(baseline, (str, Path)) else baseline
     if not rerun and not Path(store).exists():
         raise SparseBenchError(f"--store: {store} does not exist; run the benchmark first, or use --rerun")
-    with ResultsStore(store) as results:
+    with ResultsStore(store, readonly=not rerun) as results:
         if rerun:
             run_id = _rerun(document, results, cache_dir=cache_dir, load_model=load_model, progress=progress)
         run_id = run_id or _latest_run_named(results, document["provenance"]["config_name"])
@@ -522,7 +522,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             if not value >= 0:
                 raise SparseBenchError(f"--tolerance-{flag.replace('_', '-')}: {value!r} must be a number >= 0")
             tolerances[name] = value
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store, readonly=True) as store:
         run_id = args.run or store.latest_run_id()
         if run_id is None:
             raise SparseBenchError(f"--store: {args.store} holds no run")

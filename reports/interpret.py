@@ -77,7 +77,6 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
-import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -87,6 +86,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.errors import SparseBenchError
+from reports.escaping import markdown_code_block, markdown_escape, option, shell_command
 
 __all__ = [
     "CATEGORIES", "DEFAULT_QUANTILE", "add_parser", "categorize", "default_target_layer", "evidence_region",
@@ -551,9 +551,9 @@ def _write_report(path: Path, table: pd.DataFrame, figure: Path | None, *, store
                   successful: int, attacked: int, n_samples: int) -> Path:
     first = table.iloc[0]
     summary = noise_summary(table).iloc[0]
-    command = ["sparsebench", "interpret", "--store", str(store.path), "--run", run_id, "--attack", first["attack"],
-               "--model", first["model"], "--mode", first["mode"], "--samples", str(n_samples),
-               "--quantile", f"{quantile:g}"]
+    command = ["sparsebench", "interpret", *option("--store", store.path), *option("--run", run_id),
+               *option("--attack", first["attack"]), *option("--model", first["model"]), "--mode", first["mode"],
+               "--samples", str(n_samples), "--quantile", f"{quantile:g}"]
     fractions = pd.DataFrame(
         [{"perturbed pixels": name, "mean": summary[f"{name}_mean"], "median": summary[f"{name}_median"],
           "chance": ""} for name in CATEGORIES]
@@ -567,9 +567,10 @@ def _write_report(path: Path, table: pd.DataFrame, figure: Path | None, *, store
             "chance": ""}])
     disagreeing = int((~table["agrees"]).sum())
     empty = {side: int((table[f"{side}_region_fraction"] == 0).sum()) for side in ("true", "adversarial")}
-    lines = [f"# Obscuring and leading noise: {first['attack']} on {first['model']} "
-             f"({first['dataset']}, {first['mode']})", "",
-             f"Run {run_id} of {store.path}. Regenerate (from the store, no attack reruns): `{shlex.join(command)}`",
+    lines = [f"# Obscuring and leading noise: {markdown_escape(first['attack'])} on {markdown_escape(first['model'])} "
+             f"({markdown_escape(first['dataset'])}, {markdown_escape(first['mode'])})", "",
+             f"Run {markdown_escape(run_id)} of {markdown_escape(store.path)}. Regenerate (from the store, no attack "
+             "reruns):", "", markdown_code_block(shell_command(command)),
              "", "## The rule", "", _rule_text(quantile), "",
              "## Fractions of the perturbed pixels", "",
              f"{len(table)} samples: the first {len(table)} (by test index) of the {successful} successful examples "
@@ -585,7 +586,8 @@ def _write_report(path: Path, table: pd.DataFrame, figure: Path | None, *, store
         lines += [f"Note: on {disagreeing} sample(s) the model loaded now does not predict what the run's model did "
                   "(clean label or adversarial class): another model or device than the run's.", ""]
     if figure is not None:
-        lines += ["## Figure", "", f"![{first['attack']} on {first['model']}]({figure.name})", ""]
+        lines += ["## Figure", "", f"![{markdown_escape(first['attack'])} on {markdown_escape(first['model'])}]"
+                  f"({figure.name})", ""]
     columns = ["sample_index", "label", "adversarial_class", "l0_pixels", *CATEGORIES, "true_region_fraction",
                "adversarial_region_fraction"]
     lines += ["## Per sample", "", f"Also in {FILES['samples']} (all columns).", "",
@@ -605,6 +607,7 @@ def _slug(text: str) -> str:
 def cmd_interpret(args: argparse.Namespace) -> int:
     from bench.cli import open_run
     from bench.models import load_model
+    from bench.paths import inside
     from bench.runner import resolve_device
 
     _grad_cam_package()
@@ -614,7 +617,7 @@ def cmd_interpret(args: argparse.Namespace) -> int:
     tables = []
     with store:
         for attack in args.attack:
-            directory = args.out / run_id / "interpret" / _slug(f"{args.model}-{attack}-{args.mode}")
+            directory = inside(args.out, run_id, "interpret", _slug(f"{args.model}-{attack}-{args.mode}"))
             tables.append(interpretation(
                 store, run_id, loader, attack=attack, model=args.model, mode=args.mode, n_samples=args.samples,
                 quantile=args.quantile, dataset=args.dataset, target_layer=args.target_layer,

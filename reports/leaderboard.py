@@ -30,6 +30,14 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import SparseBenchError
+from reports.escaping import (
+    markdown_code,
+    markdown_code_block,
+    markdown_escape,
+    markdown_table,
+    option,
+    shell_command,
+)
 from reports.tables import format_table, summarize
 
 if TYPE_CHECKING:
@@ -332,42 +340,56 @@ def _method_text(board: Leaderboard) -> str:
 
 
 def _command(board: Leaderboard, store_path: Path, out: Path) -> str:
-    """The command that writes this leaderboard again, from the store alone."""
-    runs = " ".join(f"--run {run['run_id']}" for run in board.runs)
-    return (f"sparsebench leaderboard --store {store_path} {runs} --out {out} --unit {board.unit} "
-            f"--budgets {','.join(map(str, board.budgets))}")
+    """The command that writes this leaderboard again, from the store alone, shell-quoted."""
+    argv = ["sparsebench", "leaderboard", *option("--store", store_path)]
+    for run in board.runs:
+        argv += option("--run", run["run_id"])
+    argv += [*option("--out", out), "--unit", board.unit]
+    if board.budgets:  # no budget: the default (the runs' config budgets, none) gives the same
+        argv += ["--budgets", ",".join(map(str, board.budgets))]
+    return shell_command(argv)
 
 
 def write_markdown(board: Leaderboard, path: Path, figures: dict[str, Path], command: str,
                    proposed: str = PROPOSED) -> Path:
-    """``leaderboard.md``: per group, the sentence on the proposed attack, the ranked table and the ranks."""
+    """``leaderboard.md``: per group, the sentence on the proposed attack, the ranked table and the ranks.
+
+    Every name from the store (run ids and names, labels, models, datasets, provenance) is escaped
+    (:func:`reports.escaping.markdown_escape`); ``command``, shell-quoted, is shown verbatim in a code block.
+    """
+    from urllib.parse import quote
+
     lines = ["# SparseBench leaderboard", "",
-             f"Runs: {', '.join(run['run_id'] for run in board.runs)} (provenance at the end). "
-             f"Regenerate: `{command}`.", "",
-             _method_text(board), "", _overall_sentence(board, proposed), ""]
+             f"Runs: {', '.join(markdown_escape(run['run_id']) for run in board.runs)} (provenance at the end).", "",
+             "Regenerate (from the store; no attack reruns):", "", markdown_code_block(command), "",
+             markdown_escape(_method_text(board)), "", markdown_escape(_overall_sentence(board, proposed)), ""]
     columns = _table_columns(board)
     for key in board.groups():
         coverage = _group(board.coverage, key).iloc[0]
         rows = _group(board.rows, key)
         note = _coverage_note(coverage, rows, board.unit)
-        lines += [f"## {key[0]} / {key[1]} / {key[2]}", "", note, "", board.sentences[key], ""]
+        lines += [f"## {' / '.join(map(markdown_escape, key))}", "", markdown_escape(note), "",
+                  markdown_escape(board.sentences[key]), ""]
         if rows.empty:
             lines += ["No sample is shared by every attack: nothing to rank.", ""]
             continue
         shown = _shown(rows, board.unit, columns=columns)
-        marked = [f"**{a}** (proposed)" if a == proposed else a for a in rows["attack"]]
+        marked = [f"**{markdown_escape(a)}** (proposed)" if a == proposed else markdown_escape(a)
+                  for a in rows["attack"]]
         shown["attack"] = marked
         ranks = _group(board.ranks, key).drop(columns=GROUP).assign(attack=marked)
-        lines += [shown.to_markdown(index=False), "", "Ranks (1 = best; ties share a rank):", "",
-                  ranks.to_markdown(index=False), ""]
+        lines += [markdown_table(shown, verbatim=["attack"]), "", "Ranks (1 = best; ties share a rank):", "",
+                  markdown_table(ranks, verbatim=["attack"]), ""]
     lines += ["## Global optimality (mean over models, per mode)", "",
-              format_table(_global_optimality(board)).to_markdown(index=False, floatfmt=".3f"), "", "## Figures", ""]
-    lines += [f"![{title}]({figure.relative_to(path.parent).as_posix()})" for title, figure in figures.items()]
-    lines += ["", "## Provenance", "", pd.DataFrame([_describe_run(run) for run in board.runs]).to_markdown(index=False), ""]
+              markdown_table(format_table(_global_optimality(board)), floatfmt=".3f"), "", "## Figures", ""]
+    lines += [f"![{markdown_escape(title)}]({quote(figure.relative_to(path.parent).as_posix())})"
+              for title, figure in figures.items()]
+    lines += ["", "## Provenance", "", markdown_table(pd.DataFrame([_describe_run(run) for run in board.runs])), ""]
     for run in board.runs:
-        lines += [f"### {run['run_id']}", "", f"- versions: `{json.dumps(run['versions'], sort_keys=True)}`",
-                  f"- hardware: `{json.dumps(run['hardware'], sort_keys=True)}`",
-                  f"- config: `{json.dumps(run['config'], sort_keys=True)}`", ""]
+        lines += [f"### {markdown_escape(run['run_id'])}", "",
+                  f"- versions: {markdown_code(json.dumps(run['versions'], sort_keys=True))}",
+                  f"- hardware: {markdown_code(json.dumps(run['hardware'], sort_keys=True))}",
+                  f"- config: {markdown_code(json.dumps(run['config'], sort_keys=True))}", ""]
     path.write_text("\n".join(lines))
     return path
 
@@ -486,7 +508,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not Path(args.store).exists():
         raise SparseBenchError(f"--store: {args.store} does not exist; run `sparsebench run` first")
     budgets = parse_budgets(args.budgets) if args.budgets is not None else None
-    with ResultsStore(args.store) as store:
+    with ResultsStore(args.store, readonly=True) as store:
         run_ids = args.run or [store.latest_run_id()]
         if run_ids == [None]:
             raise SparseBenchError(f"--store: {args.store} holds no run")

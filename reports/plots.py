@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.paths import inside
+
 __all__ = ["example_grid", "find_sweeps", "robust_accuracy_curves", "sweep_curves", "time_versus_l0"]
 
 PANEL_KEY = ["dataset", "model", "mode"]
@@ -197,6 +199,8 @@ def sweep_curves(summary: pd.DataFrame, units: pd.DataFrame, directory: Path, *,
     """
     paths = []
     for (attack, parameter), members in find_sweeps(units).items():
+        # attack and parameter names come from the store: inside() keeps the file in ``directory``
+        path = inside(directory, f"sweep-{attack}-{parameter.replace('+', '-')}.png")
         labels = [label for label, _ in members]
         values = np.array([value for _, value in members], dtype=float)
         rows = summary[summary["attack"].isin(labels)]
@@ -215,7 +219,7 @@ def sweep_curves(summary: pd.DataFrame, units: pd.DataFrame, directory: Path, *,
         rate_axis.set_ylim(-2, 102)
         figure.suptitle(f"{attack}: {parameter} (dotted: the registry default)")
         _legend_below(figure, [rate_axis], top=0.92)
-        paths.append(_save(figure, directory / f"sweep-{attack}-{parameter.replace('+', '-')}.png"))
+        paths.append(_save(figure, path))
     return paths
 
 

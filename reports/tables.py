@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import SparseBenchError
+from reports.escaping import latex_escape, markdown_escape, markdown_table
 
 __all__ = ["format_table", "order_like_config", "proposed_versus_best", "summarize", "write_tables"]
 
@@ -90,10 +91,14 @@ def write_tables(summary: pd.DataFrame, directory: str | Path, stem: str = "summ
     directory.mkdir(parents=True, exist_ok=True)
     shown = format_table(summary)
     paths = {"md": directory / f"{stem}.md", "tex": directory / f"{stem}.tex", "csv": directory / f"{stem}.csv"}
-    header = f"{caption}\n\n" if caption else ""
-    paths["md"].write_text(header + shown.to_markdown(index=False) + "\n")
-    latex = shown.to_latex(index=False, escape=True, caption=caption, label=f"tab:{stem}")
-    paths["tex"].write_text(latex)
+    header = f"{markdown_escape(caption)}\n\n" if caption else ""
+    paths["md"].write_text(header + markdown_table(shown) + "\n")
+    latex = shown.copy()  # names from the store (labels, run ids) in caption, headers and cells: escaped here
+    latex.columns = [latex_escape(c) for c in shown.columns]
+    for i in range(latex.shape[1]):
+        latex.isetitem(i, latex.iloc[:, i].map(lambda v: latex_escape(v) if isinstance(v, str) else v))
+    paths["tex"].write_text(latex.to_latex(index=False, escape=False, label=f"tab:{stem}",
+                                           caption=latex_escape(caption) if caption else None))
     summary.to_csv(paths["csv"], index=False)
     return paths
 

@@ -135,3 +135,47 @@ def test_outside_attack_by_function():
 def test_outside_attack_errors(table, message):
     with pytest.raises(ValueError, match=message):
         parse_config(with_(attacks=[table]))
+
+
+@pytest.mark.parametrize("config,message", [
+    (with_(attacks=[{"name": "i-fgsm", "overrides": {"steps": -3}}]),
+     r"config.attacks\[0\]: i-fgsm.steps: -3 is outside its valid range \[1, inf\)"),
+    (with_(attacks=[{"name": "i-fgsm", "overrides": {"eps": -1.0}}]), r"i-fgsm.eps: -1.0 is outside its valid range \(0, 1\]"),
+    (with_(attacks=[{"name": "i-fgsm", "overrides": {"eps": float("nan")}}]), r"i-fgsm.eps: nan is outside"),
+    (with_(attacks=[{"name": "sigma-zero", "overrides": {"threshold": 1.5}}]), r"sigma-zero.threshold: 1.5 is outside its valid range \(0, 1\)"),
+    (with_(attacks=[{"name": "sparse-rs-min", "overrides": {"budgets": [5, 1]}}]), r"sparse-rs-min.budgets: \[5, 1\] must be strictly increasing"),
+    (with_(attacks=[{"name": "sparse-rs-min", "overrides": {"budgets": [0, 1]}}]), r"sparse-rs-min.budgets: 0 is outside its valid range \[1, inf\)"),
+    (with_(device="cuda:abc"), r"config.device: 'cuda:abc' is not one of auto, cpu, cuda, cuda:N, mps"),
+    (with_(seed=2**64), r"config.seed: 18446744073709551616 must be below 2\*\*63"),
+    (with_(attacks=[{"name": "i-fgsm", "label": ""}]), r"config.attacks\[0\].label: '' must start with a letter or digit"),
+    (with_(attacks=[{"name": "i-fgsm", "label": "a|b"}]), r"config.attacks\[0\].label: 'a\|b' must start"),
+    (with_(name="../../../escaped"), r"config.name: '../../../escaped' must start with a letter or digit"),
+    (with_(name="/abs/path"), r"config.name: '/abs/path' must start"),
+    (with_(name="a..b"), r"no '\.\.'"),
+    (with_(budgets=[5, 1]), r"config.budgets: \[5, 1\] must be strictly increasing, e.g. \[1, 5\]"),
+    (with_(budgets=[1, 5, 5]), r"config.budgets: \[1, 5, 5\] must be strictly increasing"),
+])
+def test_values_outside_their_range_fail_before_any_work(config, message):
+    with pytest.raises(ValueError, match=message):
+        parse_config(config)
+
+
+def test_a_device_this_machine_lacks_fails_before_any_work():
+    from bench.runner import resolve_device
+
+    with pytest.raises(ValueError, match="MPS is not available here"):
+        resolve_device("mps")
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            resolve_device("cuda:1")
+
+
+def test_every_default_lies_in_its_range():
+    from bench.registry import ATTACKS, FAMILIES
+
+    for entry in ATTACKS.values():
+        ranges = entry.valid_ranges()
+        for family in (None, *FAMILIES):
+            for key, value in entry.hyperparameters(family).items():
+                if key in ranges and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    assert value in ranges[key], (entry.name, family, key, value)

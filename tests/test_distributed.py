@@ -133,8 +133,9 @@ def test_run_command_with_ray_matches_the_plain_run_command(tmp_path, cluster):
 
     import torch
 
+    from bench.architectures import SmallCNN
     from bench.cli import main
-    from bench.models import SmallCNN, small_cnn_cache_path
+    from bench.models import small_cnn_cache_path
 
     cache = tmp_path / "cache"
     weights = small_cnn_cache_path("smallcnn-standard", "fashion-mnist", cache_dir=cache)

@@ -34,7 +34,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.models import small_cnn_cache_path, train_small_cnn
+from bench.models import small_cnn_cache_path
+from bench.training import train_small_cnn
 from reports.gate import DEFAULT_TOLERANCES
 
 REPO = Path(__file__).resolve().parents[1]

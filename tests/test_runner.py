@@ -235,3 +235,13 @@ def test_learned_attack_is_prepared_outside_its_cost(tmp_path, tiny_model):
     # One gradient to pick the groups and one forward of the perturbed batch per sample: no training passes.
     assert (samples["forward_passes"] == 1).all() and (samples["backward_passes"] == 1).all()
     assert list((tmp_path / "cache" / "generators" / "fashion-mnist").iterdir())  # prepare cached it there
+
+
+def test_more_samples_than_the_model_gets_right_is_said_before_any_attack(tmp_path, tiny_model):
+    config = small_config(n_samples=20000, batch_size=5000, modes=["untargeted"],
+                          attacks=[{"function": "lying_attacks:returns_none", "label": "nothing"}])
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        with pytest.warns(UserWarning, match=r"n_samples: 20000 asked, but only \d+ of the dataset's 10000 images "
+                                             r"are classified correctly; attacking those"):
+            run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
+        assert 7000 < len(store.samples(run_id)) < 10000

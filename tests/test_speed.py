@@ -36,7 +36,7 @@ L0_TOLERANCE = 0.05
 
 @pytest.fixture(scope="module")
 def small_cnn():
-    from bench.models import train_small_cnn
+    from bench.training import train_small_cnn
 
     model, _ = train_small_cnn("fashion-mnist", "standard", epochs=1, train_subset=4000,
                                eval_pgd_images=10, eval_pgd_steps=1)
