@@ -30,7 +30,7 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
     if run is None:
         raise SparseBenchError(f"--run: {run_id!r} is not in {store.path}; runs: {', '.join(store.runs()['run_id']) or 'none'}")
     config = run["config"]
-    samples = store.samples(run_id)
+    samples = store.run_samples(run_id)
     summary = summarize(samples, budgets=config["budgets"], budget_unit=config["budget_unit"])
     summary = order_like_config(summary, config)
     caption = (f"SparseBench run {run_id} (seed {run['seed']}, {run['hardware']['device']}, "
@@ -56,9 +56,10 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
     paths.update({f"plot {title}": path for title, path in figures.items()})
     command = shell_command(["sparsebench", "report", *option("--run", run_id), *option("--store", store.path),
                              *option("--out", out)])
+    commits = samples["git_commit"].fillna("unrecorded").value_counts(sort=False).to_dict()
     paths["report"] = _write_report_markdown(directory / "report.md", run, caption, format_table(summary),
                                              format_table(comparison) if not comparison.empty else None,
-                                             comparison_caption, figures, command)
+                                             comparison_caption, figures, command, commits)
     if not quiet:
         print(format_table(summary).to_markdown(index=False))
         if not comparison.empty:
@@ -69,8 +70,10 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
 
 
 def _write_report_markdown(path: Path, run: dict, caption: str, summary, comparison, comparison_caption: str,
-                           figures: dict[str, Path], command: str) -> Path:
+                           figures: dict[str, Path], command: str, commits: dict[str, int] | None = None) -> Path:
     """One Markdown page: provenance, the comparison, the figures, the full table.
+
+    ``commits`` counts the rows each commit made; more than one (a run resumed with ``--force-resume``) is said.
 
     Everything from the store is escaped (:func:`reports.escaping.markdown_escape`); ``command``, shell-quoted,
     is shown verbatim in a code block."""
@@ -84,6 +87,9 @@ def _write_report_markdown(path: Path, run: dict, caption: str, summary, compari
              f"seed {markdown_escape(run['seed'])}",
              f"- commit {markdown_escape(run['git_commit'])}", f"- hardware: {markdown_escape(run['hardware'])}",
              f"- versions: {markdown_escape(run['versions'])}", ""]
+    if commits and len(commits) > 1:
+        made = ", ".join(f"{markdown_escape(commit)} ({count} rows)" for commit, count in commits.items())
+        lines[-1:-1] = [f"- **rows made by more than one commit** (resumed with --force-resume): {made}"]
     if comparison is not None:
         lines += ["## The proposed attack beside the best other attack", "", markdown_escape(comparison_caption), "",
                   markdown_table(comparison), ""]
@@ -111,14 +117,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         try:
             if args.ray is None:
-                run_benchmark(config, store, run_id=run_id, cache_dir=args.cache_dir, progress=not args.no_progress)
+                run_benchmark(config, store, run_id=run_id, cache_dir=args.cache_dir, progress=not args.no_progress,
+                              force_resume=args.force_resume)
             else:
                 from bench.distributed import run_distributed
 
                 run_distributed(config, store, run_id=run_id, cache_dir=args.cache_dir,
                                 address=None if args.ray == "local" else args.ray,
                                 batches_per_shard=args.shard_batches, retries=args.retries,
-                                gpus_per_task=args.gpus_per_task, progress=not args.no_progress)
+                                gpus_per_task=args.gpus_per_task, progress=not args.no_progress,
+                                force_resume=args.force_resume)
         except KeyboardInterrupt:
             print(f"\ninterrupted: whole batches are stored; run the same command to resume run {run_id}",
                   file=sys.stderr)
@@ -159,6 +167,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"\n{entry.name} defaults:")
             for family in (None, "mnist", "cifar10", "imagenet"):
                 print(f"  {family or 'any'}: {entry.hyperparameters(family)}")
+            ranges = ", ".join(f"{key} in {interval}" for key, interval in entry.valid_ranges().items())
+            print(f"  valid: {ranges or 'no numeric hyperparameter'}")
     return 0
 
 
@@ -201,6 +211,11 @@ def open_run(store_path: Path, run: str | None):
     if run_id is None or store.get_run(run_id) is None:
         store.close()
         raise SparseBenchError(f"--run: {run!r} is not in {store_path}" if run else f"--store: {store_path} holds no run")
+    try:
+        store.run_samples(run_id)
+    except SparseBenchError:
+        store.close()
+        raise
     return store, run_id
 
 
@@ -454,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", type=Path, default=None,
                      help="model and data cache (default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
     run.add_argument("--new-run", action="store_true", help="start a new run instead of resuming the config's run")
+    run.add_argument("--force-resume", action="store_true",
+                     help="resume the config's run even if other code made it (another commit, a changed tree or "
+                          "other package versions); every row records the commit that made it")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     fan_out = run.add_argument_group(
         "fan-out over many workers (Ray; pip install 'sparsebench[ray]'; see bench/distributed.py)")

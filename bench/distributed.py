@@ -58,6 +58,8 @@ from bench.runner import (
     attack_batch,
     batch_bounds,
     batch_seed,
+    check_resumable,
+    default_run_id,
     make_unit,
     open_model,
     prepare_unit,
@@ -213,8 +215,11 @@ def run_distributed(
     gpus_per_task: float = 0,
     address: str | None = None,
     progress: bool = True,
+    force_resume: bool = False,
 ) -> str:
     """Run (or resume) a benchmark as Ray tasks and return its run id.
+
+    A run made by other code is not resumed unless ``force_resume`` (:func:`bench.runner.check_resumable`).
 
     Uses the Ray cluster this process is connected to; otherwise connects to
     ``address`` (``"auto"``: the cluster of this node; ``"ray://host:port"``:
@@ -246,6 +251,7 @@ def run_distributed(
                          "from tasks that ask for none; give --gpus-per-task 1 (or a fraction)")
     if not ray.is_initialized():
         ray.init(address=address, log_to_driver=False, logging_level="error")
+    check_resumable(store, run_id or default_run_id(config), force=force_resume)
     run_id = start_run(config, store, run_id, resolve_device("cpu"))  # the driver's machine; workers added below
     task = ray.remote(run_shard).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task, max_retries=0)
 

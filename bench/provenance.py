@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -31,7 +32,9 @@ COMMIT_ENV = "SPARSEBENCH_GIT_COMMIT"
 
 
 def git_commit() -> str | None:
-    """The project's git commit, with ``+dirty`` when the tree has uncommitted changes.
+    """The project's git commit, with ``+dirty.<hash of the changes>`` when the tree has uncommitted changes.
+
+    The hash tells two dirty trees apart: a run refuses to resume on different code, dirty or not.
 
     A tree that is not a git checkout (a copy sent to a GPU machine, an
     unpacked sdist) says which commit it is through ``$SPARSEBENCH_GIT_COMMIT``.
@@ -44,9 +47,11 @@ def git_commit() -> str | None:
                                 check=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, check=True,
+                              timeout=30).stdout if dirty else b""
     except (OSError, subprocess.SubprocessError):
         return None
-    return commit + ("+dirty" if dirty else "")
+    return commit + (f"+dirty.{hashlib.sha256(diff).hexdigest()[:8]}" if dirty else "")
 
 
 def cpu_model() -> str | None:

@@ -48,8 +48,9 @@ from bench.verify import verify
 
 __all__ = [
     "ModelLoader", "ModelSession", "Selection", "Unit", "attack_batch", "batch_bounds", "batch_seed",
-    "choose_batch_size", "choose_targets", "make_unit", "open_model", "prepare_unit", "record_unit",
-    "resolve_device", "run_benchmark", "select_samples", "start_run", "warm_up", "wants_warmup",
+    "check_resumable", "choose_batch_size", "choose_targets", "default_run_id", "make_unit", "open_model",
+    "prepare_unit", "record_unit", "resolve_device", "run_benchmark", "run_unit", "select_samples", "start_run",
+    "warm_up", "wants_warmup",
 ]
 
 ModelLoader = Callable[[str, str, torch.device], nn.Module]
@@ -193,6 +194,8 @@ class ModelSession:
     device: torch.device
     family: str
     """The dataset family whose default hyperparameters the attacks take."""
+    commit: str | None = None
+    """The code that attacks here (:func:`bench.provenance.git_commit`), recorded on every row."""
 
 
 @dataclass
@@ -224,7 +227,7 @@ def open_model(config: BenchmarkConfig, dataset_config: DatasetConfig, dataset, 
     selection = select_samples(model, dataset, n_samples=config.n_samples, seed=config.seed, device=device)
     counting = CountingModel(attacked)
     return ModelSession(dataset_name, split, dataset, dataset_config.info().num_classes, model_name, model,
-                        counting, Guard(attacked), selection, device, dataset_config.info().family)
+                        counting, Guard(attacked), selection, device, dataset_config.info().family, git_commit())
 
 
 def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mode: str,
@@ -333,6 +336,7 @@ def attack_batch(session: ModelSession, unit: Unit, batch: int, start: int, stop
             backward_passes=call.passes.backward_samples / size,
             seconds=call.seconds / size,
             peak_memory_mib=call.peak_memory_mib,
+            git_commit=session.commit,
         ))
         examples.append((sample_id, list(images[i].shape), *encode_example(images[i], verified.adversarial[i])))
     return rows, examples
@@ -362,7 +366,7 @@ def start_run(config: BenchmarkConfig, store: ResultsStore, run_id: str | None,
     The record is made by one atomic insert: of processes starting the same run at once, one makes it and
     the others join it.
     """
-    run_id = run_id or f"{config.name}-{config.fingerprint()}"
+    run_id = run_id or default_run_id(config)
     if store.get_run(run_id) is None:
         store.create_run(run_id, name=config.name, created=_now(), config=config.to_dict(), seed=config.seed,
                          versions=versions(), git_commit=git_commit(), hardware=hardware(device), exist_ok=True)
@@ -371,6 +375,88 @@ def start_run(config: BenchmarkConfig, store: ResultsStore, run_id: str | None,
 
 CLAIM_POLL_S = 0.5
 """Seconds between looks at batches that another process holds, once a process has none left to claim."""
+
+
+def run_unit(config: BenchmarkConfig, store: ResultsStore, run_id: str, session: ModelSession, unit: Unit, *,
+             cache_dir: Path | None, progress: bool) -> None:
+    """Attack every batch of one unit not yet in the store.
+
+    Several processes may share the store: this one attacks only the batches it claims
+    (:meth:`ResultsStore.claim_batch`), then waits for those others hold, taking over any whose owner
+    is gone. The attack is prepared (and warmed up) on the first batch this process attacks.
+    """
+    device = session.device
+    n = len(session.selection.indices)
+    batch_size = store.unit_batch_size(run_id, unit.key)
+    prepared = batch_size is None and config.batch_size == "auto"
+    if prepared:  # the estimate runs the attack: prepare it first
+        prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
+    batch_size = batch_size or choose_batch_size(config, session, unit)
+    record_unit(store, run_id, session, unit, batch_size)
+    done = store.done_batches(run_id, unit.key)
+    pending = [b for b in batch_bounds(n, batch_size) if b[0] not in done]
+    if not pending:
+        return
+    ready = False
+    bar = tqdm(total=n, initial=n - sum(stop - start for _, start, stop in pending), desc=" | ".join(unit.key[1:]),
+               unit="sample", disable=not progress, leave=False, file=sys.stderr)
+    try:
+        while pending:
+            held = []
+            for batch, start, stop in pending:
+                if not store.claim_batch(run_id, unit.key, batch):
+                    held.append((batch, start, stop))
+                    continue
+                if not ready:  # the first batch this process attacks in the unit
+                    if not prepared:
+                        prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
+                    ready = True
+                    if wants_warmup(config, device):
+                        warm_up(session, unit, start, stop)
+                rows, examples = attack_batch(session, unit, batch, start, stop, batch_seed(config, unit.key, batch))
+                store.put_batch(run_id, unit.key, rows, examples)
+                bar.update(stop - start)
+            done = store.done_batches(run_id, unit.key)
+            pending = [b for b in held if b[0] not in done]
+            bar.update(sum(stop - start for b, start, stop in held if b in done))
+            if pending:
+                time.sleep(CLAIM_POLL_S)
+    except BaseException:
+        with contextlib.suppress(Exception):  # others need not wait for a batch dropped here
+            store.release_claims(run_id)
+        raise
+    finally:
+        bar.close()
+
+
+def default_run_id(config: BenchmarkConfig) -> str:
+    """``<config name>-<config fingerprint>``: running the same config again resumes the same run."""
+    return f"{config.name}-{config.fingerprint()}"
+
+
+def check_resumable(store: ResultsStore, run_id: str, *, force: bool = False) -> None:
+    """Refuse to resume a run that other code made: its rows and this code's would mix.
+
+    Other code is another commit (a dirty tree counts by the hash of its changes, see
+    :func:`bench.provenance.git_commit`) or another version of any package the run recorded. ``force``
+    resumes anyway; every row records the commit that made it.
+    """
+    run = store.get_run(run_id)
+    if run is None or force:
+        return
+    changes = []
+    commit = git_commit()
+    if run["git_commit"] != commit:
+        changes.append(f"commit {run['git_commit']} -> {commit}")
+    now = versions()
+    recorded = run.get("versions") or {}
+    changes += [f"{package} {recorded.get(package)} -> {now.get(package)}"
+                for package in sorted(set(recorded) | set(now)) if recorded.get(package) != now.get(package)]
+    if changes:
+        raise SparseBenchError(
+            f"run {run_id} was made by other code ({'; '.join(changes)}); resuming would mix the rows of both. "
+            "Start a new run (sparsebench run --new-run), or resume it anyway (--force-resume: every row "
+            "records the commit that made it)")
 
 
 def run_benchmark(
@@ -383,6 +469,7 @@ def run_benchmark(
     progress: bool = True,
     datasets: Mapping[str, Dataset] | None = None,
     entries: Mapping[str, AttackEntry] | None = None,
+    force_resume: bool = False,
 ) -> str:
     """Run (or resume) a benchmark and return its run id.
 
@@ -407,65 +494,30 @@ def run_benchmark(
     entries : mapping, optional
         Attack entries in hand by label, used instead of the ones the config's tables name
         (callables given to :func:`bench.api.evaluate`).
+    force_resume : bool
+        Resume a run even when other code made it (:func:`check_resumable`).
+
+    The run's record is created once its first dataset and model load, so an input that fails to
+    load leaves no empty run behind.
     """
     device = resolve_device(config.device)
-    run_id = start_run(config, store, run_id, device)
+    run_id = run_id or default_run_id(config)
+    check_resumable(store, run_id, force=force_resume)
     shapes: dict[str, tuple[int, ...]] = {}
     loader = load_model or _default_loader(cache_dir, progress, config, shapes)
-
+    created = False
     datasets, entries = datasets or {}, entries or {}
     for dataset_config in config.datasets:
         dataset = datasets[dataset_config.name] if dataset_config.name in datasets else dataset_config.load()
         shapes[dataset_config.name] = image_shape(dataset)
         for model_name in dataset_config.models:
             session = open_model(config, dataset_config, dataset, model_name, loader, device)
-            n = len(session.selection.indices)
+            if not created:  # the run exists once its first inputs load: a failed load leaves no empty run
+                start_run(config, store, run_id, device)
+                created = True
             for attack_config in config.attacks:
                 for mode in attack_config.modes:
                     unit = make_unit(config, session, attack_config, mode, entries.get(attack_config.label))
-                    batch_size = store.unit_batch_size(run_id, unit.key)
-                    prepared = batch_size is None and config.batch_size == "auto"
-                    if prepared:  # the estimate runs the attack: prepare it first
-                        prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
-                    batch_size = batch_size or choose_batch_size(config, session, unit)
-                    record_unit(store, run_id, session, unit, batch_size)
-                    done = store.done_batches(run_id, unit.key)
-                    pending = [b for b in batch_bounds(n, batch_size) if b[0] not in done]
-                    if not pending:
-                        continue
-                    # Several processes may share the store: attack only the batches this one claims, then wait
-                    # for those others hold, taking over any whose owner is gone (ResultsStore.claim_batch).
-                    ready = False
-                    bar = tqdm(total=n, initial=n - sum(stop - start for _, start, stop in pending),
-                               desc=" | ".join(unit.key[1:]), unit="sample", disable=not progress, leave=False,
-                               file=sys.stderr)
-                    try:
-                        while pending:
-                            held = []
-                            for batch, start, stop in pending:
-                                if not store.claim_batch(run_id, unit.key, batch):
-                                    held.append((batch, start, stop))
-                                    continue
-                                if not ready:  # the first batch this process attacks in the unit
-                                    if not prepared:
-                                        prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
-                                    ready = True
-                                    if wants_warmup(config, device):
-                                        warm_up(session, unit, start, stop)
-                                rows, examples = attack_batch(session, unit, batch, start, stop,
-                                                              batch_seed(config, unit.key, batch))
-                                store.put_batch(run_id, unit.key, rows, examples)
-                                bar.update(stop - start)
-                            done = store.done_batches(run_id, unit.key)
-                            pending = [b for b in held if b[0] not in done]
-                            bar.update(sum(stop - start for b, start, stop in held if b in done))
-                            if pending:
-                                time.sleep(CLAIM_POLL_S)
-                    except BaseException:
-                        with contextlib.suppress(Exception):  # others need not wait for a batch dropped here
-                            store.release_claims(run_id)
-                        raise
-                    finally:
-                        bar.close()
+                    run_unit(config, store, run_id, session, unit, cache_dir=cache_dir, progress=progress)
     store.finish_run(run_id, _now())
     return run_id

@@ -75,9 +75,9 @@ from bench.errors import SparseBenchError
 
 __all__ = ["CLAIM_EXPIRY_S", "ResultsStore", "SampleRow", "decode_example", "encode_example"]
 
-SCHEMA_VERSION = 2
-"""2 added ``units.batch_size`` and ``samples.peak_memory_mib``; a version-1 store is upgraded when a writing
-command opens it (a reading one reads it as it is).
+SCHEMA_VERSION = 3
+"""2 added ``units.batch_size`` and ``samples.peak_memory_mib``; 3 added ``samples.git_commit`` (the code that
+wrote each row). An older store is upgraded when a writing command opens it (a reading one reads it as it is).
 
 The ``claims`` table needs no version: it only coordinates writers, a writing open adds it when missing
 (``CREATE TABLE IF NOT EXISTS``), readers never read it, and an older SparseBench ignores it."""
@@ -137,6 +137,7 @@ CREATE TABLE IF NOT EXISTS samples (
     backward_passes REAL NOT NULL,
     seconds REAL NOT NULL,
     peak_memory_mib REAL,
+    git_commit TEXT,
     PRIMARY KEY (run_id, dataset, model, attack, mode, sample_id)
 );
 CREATE TABLE IF NOT EXISTS examples (
@@ -176,6 +177,7 @@ UNIT_KEY = ("dataset", "model", "attack", "mode")
 _UPGRADES = {
     # from version: statements that bring a store of that version to the next
     1: ("ALTER TABLE units ADD COLUMN batch_size INTEGER", "ALTER TABLE samples ADD COLUMN peak_memory_mib REAL"),
+    2: ("ALTER TABLE samples ADD COLUMN git_commit TEXT",),
 }
 
 
@@ -203,6 +205,8 @@ class SampleRow:
     seconds: float
     peak_memory_mib: float | None = None
     """Peak device memory allocated while the attack ran on this sample's batch (CUDA), None elsewhere."""
+    git_commit: str | None = None
+    """The commit of the code that attacked this sample's batch (:func:`bench.provenance.git_commit`)."""
 
 
 def encode_example(original: Tensor, adversarial: Tensor) -> tuple[str, bytes | None, bytes]:
@@ -632,6 +636,14 @@ class ResultsStore:
         if run_id is None:
             return pd.read_sql_query("SELECT * FROM samples", self._db)
         return pd.read_sql_query("SELECT * FROM samples WHERE run_id=?", self._db, params=(run_id,))
+
+    def run_samples(self, run_id: str) -> pd.DataFrame:
+        """One run's rows; :class:`SparseBenchError` saying so plainly when it has none yet."""
+        rows = self.samples(run_id)
+        if rows.empty:
+            raise SparseBenchError(f"run {run_id} in {self.path} has no samples yet: it stopped before its first "
+                                   "batch was stored; run its config again to resume it")
+        return rows
 
     def examples(self, run_id: str, key: Sequence[str] | None = None) -> Iterator[tuple[tuple[str, ...], str, str, str, bytes | None, bytes]]:
         """Stored examples: ``(unit key, sample_id, format, shape, indices, values)``."""

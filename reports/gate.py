@@ -170,9 +170,7 @@ def baseline_from_run(store, run_id: str, *, tolerances: Mapping[str, float] | N
     from reports.tables import summarize
 
     run = _get_run(store, run_id)
-    summary = summarize(store.samples(run_id))
-    if summary.empty:
-        raise SparseBenchError(f"--run: {run_id!r} has no attacked sample yet; finish it with `sparsebench run` first")
+    summary = summarize(store.run_samples(run_id))
     units = []
     for row in summary.to_dict("records"):
         unit: dict[str, Any] = {k: row[k] for k in KEY}
@@ -489,7 +487,7 @@ def check(baseline: str | Path | Mapping[str, Any], *, store: str | Path, run_id
             run_id = _rerun(document, results, cache_dir=cache_dir, load_model=load_model, progress=progress)
         run_id = run_id or _latest_run_named(results, document["provenance"]["config_name"])
         run = _get_run(results, run_id)
-        summary = summarize(results.samples(run_id))
+        summary = summarize(results.run_samples(run_id))
     return run_id, compare(document, run, summary, compare_time=compare_time)
 
 

@@ -69,7 +69,7 @@ def load_samples(store: ResultsStore, run_ids: Sequence[str]) -> tuple[pd.DataFr
             known = ", ".join(store.runs()["run_id"]) or "none"
             raise SparseBenchError(f"--run: {run_id!r} is not in {store.path}; runs: {known}")
         runs.append(run)
-        frames.append(store.samples(run_id))
+        frames.append(store.run_samples(run_id))
     samples = pd.concat(frames, ignore_index=True)
     sources = samples.groupby(GROUP + ["attack"], sort=False)["run_id"].unique()
     for key, found in sources.items():

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from bench.config import parse_config
+from bench.provenance import git_commit, versions
 from bench.runner import run_benchmark
 from bench.store import ResultsStore, SampleRow, _process_start
 
@@ -218,8 +219,8 @@ def test_runner_waits_for_a_live_claim_then_takes_it_over_when_its_owner_dies(tm
     path = tmp_path / "s.sqlite"
     run_id = f"{config.name}-{config.fingerprint()}"
     with ResultsStore(path) as store, subprocess.Popen(["sleep", "60"]) as sleeper:
-        store.create_run(run_id, name="r", created="2026-01-01T00:00:00+00:00", config={}, seed=0, versions={},
-                         git_commit=None, hardware={})
+        store.create_run(run_id, name="r", created="2026-01-01T00:00:00+00:00", config={}, seed=0,
+                         versions=versions(), git_commit=git_commit(), hardware={})  # another process, same code
         key = ("fashion-mnist", "smallcnn-standard", "i-fgsm", "untargeted")
         with sqlite3.connect(path) as db:
             db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?, 3, 'other', ?, ?, ?, ?)",
@@ -324,8 +325,8 @@ def test_ray_driver_leaves_a_batch_another_process_holds_until_its_owner_dies(tm
     path = tmp_path / "s.sqlite"
     key = ("fashion-mnist", "smallcnn-standard", "i-fgsm", "untargeted")
     with ResultsStore(path) as store, subprocess.Popen(["sleep", "60"]) as sleeper:
-        store.create_run(run_id, name="r", created="2026-01-01T00:00:00+00:00", config={}, seed=0, versions={},
-                         git_commit=None, hardware={})
+        store.create_run(run_id, name="r", created="2026-01-01T00:00:00+00:00", config={}, seed=0,
+                         versions=versions(), git_commit=git_commit(), hardware={})  # another process, same code
         with sqlite3.connect(path) as db:
             db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?, 2, 'other', ?, ?, ?, ?)",
                        (run_id, *key, socket.gethostname(), sleeper.pid, _process_start(sleeper.pid), time.time()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -245,3 +246,75 @@ def test_more_samples_than_the_model_gets_right_is_said_before_any_attack(tmp_pa
                                              r"are classified correctly; attacking those"):
             run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
         assert 7000 < len(store.samples(run_id)) < 10000
+
+
+def _edit_run(path, **fields):
+    with sqlite3.connect(path) as db:
+        for column, value in fields.items():
+            db.execute(f"UPDATE runs SET {column}=?", (value,))
+
+
+def test_a_run_made_by_other_code_is_not_resumed_unless_forced(tmp_path, tiny_model):
+    """A resume after the code changed would mix rows of two implementations in one run."""
+    import json
+
+    from bench.cli import main
+    from bench.errors import SparseBenchError
+
+    path = tmp_path / "s.sqlite"
+    config = small_config(attacks=[{"name": "i-fgsm", "overrides": {"eps": 0.3, "alpha": 0.05, "steps": 10}}],
+                          modes=["untargeted"])
+    with ResultsStore(path) as store:
+        run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
+        now = store.get_run(run_id)
+    rows = ResultsStore(path, readonly=True).samples(run_id)
+    assert (rows["git_commit"].fillna("none") == (now["git_commit"] or "none")).all()  # every row says who made it
+
+    for change, expected in (({"git_commit": "0" * 40}, f"commit {'0' * 40} -> "),
+                             ({"versions": json.dumps({**now["versions"], "torch": "1.0"})}, "torch 1.0 -> ")):
+        _edit_run(path, **{k: v for k, v in change.items()})
+        with ResultsStore(path) as store, pytest.raises(SparseBenchError, match=rf"run {run_id} was made by other "
+                                                                                  rf"code \({re.escape(expected)}"):
+            run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
+        _edit_run(path, git_commit=now["git_commit"], versions=json.dumps(now["versions"]))
+
+    # Forced: the missing batch is redone by this code, and the report says two commits made the rows.
+    _edit_run(path, git_commit="f" * 40)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE samples SET git_commit=? WHERE batch < 2", ("f" * 40,))
+        db.execute("DELETE FROM samples WHERE batch = 2")
+        db.execute("DELETE FROM examples WHERE sample_id NOT IN (SELECT sample_id FROM samples)")
+    with ResultsStore(path) as store:
+        run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False, force_resume=True)
+        commits = store.samples(run_id)["git_commit"].fillna("none").value_counts().to_dict()
+    assert commits == {"f" * 40: 8, (now["git_commit"] or "none"): 2}
+    assert main(["report", "--store", str(path), "--run", run_id, "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / run_id / "report.md").read_text()
+    assert "rows made by more than one commit" in report and "f" * 40 + " (8 rows)" in report
+
+
+def test_an_input_that_fails_to_load_leaves_no_run_and_an_empty_run_says_so(tmp_path, capsys):
+    """No empty, unfinished run becomes the store's latest; a run with no sample yet is named as such."""
+    from bench.cli import main
+
+    path = tmp_path / "s.sqlite"
+    (tmp_path / "c.toml").write_text(
+        '[[models]]\nname = "m"\nfunction = "outside_contracts:wrong_logits"\ndatasets = ["fashion-mnist"]\n'
+        '[[datasets]]\nname = "fashion-mnist"\nmodels = ["m"]\n[[attacks]]\nname = "i-fgsm"\n')
+    assert main(["run", "--config", str(tmp_path / "c.toml"), "--store", str(path), "--no-progress"]) == 2
+    assert "model 'm': on images of shape" in capsys.readouterr().err
+    with ResultsStore(path, readonly=True) as store:
+        assert store.runs().empty
+    assert main(["report", "--store", str(path)]) == 2
+    assert "holds no run" in capsys.readouterr().err
+    # A run stopped before its first batch (made by hand here): every reading command says so plainly.
+    with ResultsStore(path) as store:
+        store.create_run("empty", name="empty", created="2026-01-01T00:00:00+00:00", config={"name": "empty"},
+                         seed=0, versions={}, git_commit=None, hardware={})
+    baseline = tmp_path / "b.toml"
+    for command in (["report"], ["leaderboard"], ["transfer"], ["baseline", "--out", str(baseline)],
+                    ["interpret", "--attack", "i-fgsm", "--model", "m"]):
+        code = main([*command, "--store", str(path), "--run", "empty", *(["--out", str(tmp_path / "o")]
+                                                                          if command[0] != "baseline" else [])])
+        err = capsys.readouterr().err
+        assert code == 2 and "run empty in" in err and "has no samples yet" in err, (command, err)

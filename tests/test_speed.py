@@ -139,23 +139,24 @@ def test_auto_batch_size_is_recorded_and_warmup_changes_no_row(tmp_path, tiny_mo
 
 def test_store_of_schema_1_is_upgraded_in_place(tmp_path):
     path = tmp_path / "old.sqlite"
-    with ResultsStore(path) as store:  # make a v2 store, then turn it back into v1 by hand
+    with ResultsStore(path) as store:  # make a current store, then turn it back into v1 by hand
         store.create_run("r", name="r", created="2026-01-01T00:00:00+00:00", config={}, seed=0, versions={},
                          git_commit=None, hardware={})
     db = sqlite3.connect(path)
     with db:
         db.execute("ALTER TABLE units DROP COLUMN batch_size")
         db.execute("ALTER TABLE samples DROP COLUMN peak_memory_mib")
+        db.execute("ALTER TABLE samples DROP COLUMN git_commit")
         db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     db.close()
     with ResultsStore(path) as store:
         assert store.get_run("r")["name"] == "r"
         assert store.unit_batch_size("r", ("d", "m", "a", "untargeted")) is None
-        assert "peak_memory_mib" in store.samples().columns
+        assert {"peak_memory_mib", "git_commit"} <= set(store.samples().columns)
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
-    db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    db.execute("UPDATE meta SET value='4' WHERE key='schema_version'")
     db.commit()
     db.close()
-    with pytest.raises(ValueError, match="schema version 3; this SparseBench reads 2 and older"):
+    with pytest.raises(ValueError, match="schema version 4; this SparseBench reads 3 and older"):
         ResultsStore(path)

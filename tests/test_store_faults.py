@@ -188,12 +188,13 @@ def test_reading_an_old_schema_store_does_not_upgrade_it(tmp_path, good):
     with contextlib.closing(sqlite3.connect(store)) as db, db:  # back to schema 1, as tests/test_speed.py does
         db.execute("ALTER TABLE units DROP COLUMN batch_size")
         db.execute("ALTER TABLE samples DROP COLUMN peak_memory_mib")
+        db.execute("ALTER TABLE samples DROP COLUMN git_commit")
         db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     _read_commands_work_and_leave_it(store, good, tmp_path / "out")
     with ResultsStore(store, readonly=True) as results:  # read as the current schema, through temporary views
-        assert results.samples()["peak_memory_mib"].isna().all()
+        assert results.samples()["peak_memory_mib"].isna().all() and results.samples()["git_commit"].isna().all()
     with ResultsStore(store), contextlib.closing(sqlite3.connect(store)) as db:  # a writing open upgrades it
-        assert db.execute("SELECT value FROM meta").fetchone()[0] == "2"
+        assert db.execute("SELECT value FROM meta").fetchone()[0] == "3"
 
 
 def test_reading_a_rollback_journal_store_does_not_switch_it_to_wal(tmp_path, good):
