@@ -10,11 +10,19 @@ __all__ = ["check_choice", "check_inputs", "check_int", "check_real"]
 
 
 def check_inputs(inputs: Tensor, labels: Tensor) -> None:
-    """``inputs`` is ``(B, C, H, W)`` and ``labels`` is ``(B,)``."""
-    if inputs.dim() != 4:
-        raise ValueError(f"inputs: expected (B, C, H, W), got shape {tuple(inputs.shape)}")
-    if tuple(labels.shape) != tuple(inputs.shape[:1]):
-        raise ValueError(f"labels: expected shape {tuple(inputs.shape[:1])}, got {tuple(labels.shape)}")
+    """The contract's inputs: float images ``(B, C, H, W)`` in [0, 1] and integer classes ``(B,)``.
+
+    The registry's :class:`bench.registry.Attack` checks them once per call, for every attack.
+    """
+    if inputs.dim() != 4 or not inputs.is_floating_point():
+        raise ValueError(f"inputs: expected float images (B, C, H, W), got {inputs.dtype} of shape "
+                         f"{tuple(inputs.shape)}")
+    if tuple(labels.shape) != tuple(inputs.shape[:1]) or labels.is_floating_point():
+        raise ValueError(f"labels: expected integer classes of shape {tuple(inputs.shape[:1])}, got {labels.dtype} "
+                         f"of shape {tuple(labels.shape)}")
+    if inputs.numel() and (float(inputs.min()) < 0 or float(inputs.max()) > 1):
+        raise ValueError(f"inputs: expected images in [0, 1], got [{float(inputs.min()):.4g}, "
+                         f"{float(inputs.max()):.4g}] (models hold their own normalisation)")
 
 
 def check_int(name: str, value: int, low: int, high: int | None = None) -> None:

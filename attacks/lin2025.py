@@ -60,13 +60,13 @@ class HeavisideSurrogate(torch.autograd.Function):
     ``q_a(x)`` (eq. 18) instead of the Dirac delta."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, a: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, a: float) -> Tensor:
         ctx.save_for_backward(x)
         ctx.a = a
         return (x > 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_output: Tensor):
         (x,) = ctx.saved_tensors
         return grad_output * surrogate_derivative(x, ctx.a), None
 

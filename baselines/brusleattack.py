@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_inputs, check_int, check_real
+from attacks.checks import check_int, check_real
 from attacks.losses import logit_margin
 from attacks.search import minimum_norm_attack
 from attacks.success import is_adversarial
@@ -157,7 +157,6 @@ def brusleattack(
     included) come from torch's global generator, so a sample's result
     depends on the seed and on its batch-mates, which share the stream.
     """
-    check_inputs(inputs, labels)
     batch, channels, height, width = inputs.shape
     n_pixels = height * width
     check_int("k", k, 1, n_pixels)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from attacks.checks import check_inputs, check_int, check_real
+from attacks.checks import check_int, check_real
 from attacks.losses import adversarial_cross_entropy, logit_margin
 from attacks.projections import top_k_mask
 from baselines.generators import ConvGenerator, ensure_generator, training_batches
@@ -150,7 +150,6 @@ def egs_tssa(
     settings = _settings(targeted=targeted, eps=eps, group_size=group_size, top_groups=top_groups, stages=stages,
                          lam_sparsity=lam_sparsity, lam_quant=lam_quant, train_steps=train_steps,
                          batch_size=batch_size, lr=lr, seed=seed)
-    check_inputs(inputs, labels)
     inputs = inputs.detach()
     generator = _generator(model, dataset, settings, cache_dir=None, device=inputs.device, progress=False)
     logits, _, saliency = _saliency(model, inputs, labels, targeted=targeted)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_inputs, check_int, check_real
+from attacks.checks import check_int, check_real
 from attacks.losses import logit_margin
 from attacks.projections import top_k_mask
 from attacks.schedules import host_check_due
@@ -127,7 +127,6 @@ def greedyfool_uniform(
     check_int("pixels_per_step", pixels_per_step, 1)
     check_int("reduce_scales", reduce_scales, 1)
     check_int("max_reduce_steps", max_reduce_steps, 0)
-    check_inputs(inputs, labels)
     inputs = inputs.detach()
     pixels = inputs.shape[-2] * inputs.shape[-1]
     budget = max_iter if max_iter is not None else -(-pixels // pixels_per_step)

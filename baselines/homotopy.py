@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_choice, check_inputs, check_int, check_real
+from attacks.checks import check_choice, check_int, check_real
 from attacks.losses import adversarial_cross_entropy, logit_margin
 from attacks.projections import project_l0_elements
 from attacks.success import is_adversarial_argmax
@@ -221,7 +221,6 @@ def homotopy(
         of ``inputs`` in L-inf (up to the float rounding of ``eps`` and of
         ``inputs + delta``).
     """
-    check_inputs(inputs, labels)
     check_real("eps", eps, low=0, high=1, low_open=True)
     check_real("lambda_scale", lambda_scale, low=0, low_open=True)
     check_real("lambda_decay", lambda_decay, low=0, high=1, low_open=True, high_open=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_inputs, check_int, check_real
+from attacks.checks import check_int, check_real
 from attacks.projections import project_l0_box
 from attacks.search import minimum_norm_attack
 from attacks.success import is_adversarial, success_and_gradient
@@ -88,7 +88,6 @@ def pgd_l0(
     sample and the check of the final iterate are ours; they change the
     cost, not what counts as success.
     """
-    check_inputs(inputs, labels)
     n_pixels = inputs.shape[2] * inputs.shape[3]
     check_int("k", k, 1, n_pixels)
     check_int("steps", steps, 1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_choice, check_inputs, check_int, check_real
+from attacks.checks import check_choice, check_int, check_real
 from attacks.success import is_adversarial
 from baselines.blackbox import draw_pixels, search_loss
 
@@ -268,7 +268,6 @@ def sa_moo(
     * Random draws come from torch's global generator: a sample's result
       depends on the seed and on its batch-mates (they share the stream).
     """
-    check_inputs(inputs, labels)
     batch, channels, height, width = inputs.shape
     n_pixels = height * width
     check_int("k", k, 1, n_pixels - 1)

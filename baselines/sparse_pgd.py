@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_choice, check_inputs, check_int, check_real
+from attacks.checks import check_choice, check_int, check_real
 from attacks.projections import top_k_mask
 from attacks.search import minimum_norm_attack
 from attacks.success import is_adversarial, success_and_gradient
@@ -110,7 +110,6 @@ def sparse_pgd(
     code switches a sample to the margin loss while its true-class margin is
     below 0.5.
     """
-    check_inputs(inputs, labels)
     batch, channels, height, width = inputs.shape
     n_pixels = height * width
     check_int("k", k, 1, n_pixels)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attacks.checks import check_inputs, check_int, check_real
+from attacks.checks import check_int, check_real
 from attacks.search import minimum_norm_attack
 from attacks.success import is_adversarial
 from baselines.blackbox import draw_pixels, search_loss
@@ -128,7 +128,6 @@ def sparse_rs(
     host-device synchronisation per iteration; it is what keeps solved
     samples from being queried.
     """
-    check_inputs(inputs, labels)
     batch, channels, height, width = inputs.shape
     n_pixels = height * width
     check_int("k", k, 1, n_pixels)

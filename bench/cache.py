@@ -33,7 +33,7 @@ from bench.training import _training_settings, train_small_cnn
 __all__ = ["atomic_write", "small_cnn_weights_path"]
 
 
-def atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], None]) -> None:
+def atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], object]) -> None:
     """Write ``path`` whole or not at all.
 
     ``write`` gets a temporary path beside ``path`` (``.<name>.<pid>.tmp``,

@@ -1,30 +1,71 @@
-"""``sparsebench``: run benchmarks, list attacks, write reports."""
+"""``sparsebench``: run benchmarks, list attacks, write reports.
+
+The command line, at the top of the import stack (``attacks <- baselines <- bench <- reports <- bench/cli.py``;
+``tests/test_layout.py``): the only module that knows :mod:`argparse`. Every subcommand's options and its
+``cmd_*`` function are here; what they compute lives in ``bench/`` and ``reports/``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
+import json
 import os
+import re
 import shlex
 import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
+import pandas as pd
+import torch
+
+from bench.config import default_config_path, load_config, packaged_configs, resolve_config
+from bench.data import DATASETS, get_batch, load_dataset
+from bench.distributed import run_distributed
+from bench.efficiency import measure_efficiency
 from bench.errors import SparseBenchError
+from bench.models import all_models, load_model, model_metadata, plugin_models, untrained_model
+from bench.paths import DEFAULT_OUT, inside
+from bench.provenance import git_commit, hardware, versions
+from bench.registry import ATTACKS, all_attacks, get_attack, get_entry, plugin_attacks
+from bench.runner import choose_targets, resolve_device, run_benchmark, select_samples
+from bench.speed import largest_batch, speed_up
+from bench.store import DEFAULT_STORE, ResultsStore, open_run
+from reports.escaping import markdown_code_block, markdown_escape, markdown_table, option, shell_command
+from reports.gate import (
+    COMPARE_TIME,
+    DEFAULT_TOLERANCES,
+    baseline_from_run,
+    check,
+    failures,
+    findings_table,
+    write_baseline,
+)
+from reports.interpret import (
+    CATEGORIES,
+    DEFAULT_QUANTILE,
+    FILES,
+    INSTALL,
+    interpretation,
+    noise_summary,
+    require_grad_cam,
+    unit_folder,
+)
+from reports.leaderboard import UNITS, parse_budgets, write_leaderboard
+from reports.paper import PAPER_TABLES, compare_with_paper
+from reports.plots import example_grid, robust_accuracy_curves, sweep_curves, time_versus_l0
+from reports.tables import PROPOSED, format_table, order_like_config, proposed_versus_best, summarize, write_tables
+from reports.transfer import transfer_matrix, transfer_rates
 
-__all__ = ["main"]
-
-DEFAULT_STORE = Path("results") / "sparsebench.sqlite"
-DEFAULT_OUT = Path("results")
+__all__ = ["build_parser", "main"]
 
 
 def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, Path]:
     """Tables (Markdown, LaTeX, CSV), figures (PNG) and ``report.md`` of a stored run, from the store alone."""
-    from bench.paths import inside
-    from reports.escaping import option, shell_command
-    from reports.plots import example_grid, robust_accuracy_curves, sweep_curves, time_versus_l0
-    from reports.tables import format_table, order_like_config, proposed_versus_best, summarize, write_tables
-
     directory = inside(out, run_id)  # a run id from a store may hold '..' or be absolute: refused before any work
     run = store.get_run(run_id)
     if run is None:
@@ -36,8 +77,9 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
     caption = (f"SparseBench run {run_id} (seed {run['seed']}, {run['hardware']['device']}, "
                f"commit {run['git_commit']}); L0 over successful samples; fr@k: budget in {config['budget_unit']}")
     paths = write_tables(summary, directory, caption=caption)
-    comparison = proposed_versus_best(summary)
-    comparison_caption = (f"The proposed attack (lin2025) beside the best other attack of run {run_id}: "
+    comparison = proposed_versus_best(summary, config.get("proposed", PROPOSED))
+    proposed = config.get("proposed", PROPOSED)
+    comparison_caption = (f"The proposed attack ({proposed}) beside the best other attack of run {run_id}: "
                           "ranked by fooling rate, then median L0 (pixels)")
     if not comparison.empty:
         paths.update({f"comparison.{k}": v for k, v in write_tables(
@@ -77,10 +119,6 @@ def _write_report_markdown(path: Path, run: dict, caption: str, summary, compari
 
     Everything from the store is escaped (:func:`reports.escaping.markdown_escape`); ``command``, shell-quoted,
     is shown verbatim in a code block."""
-    from urllib.parse import quote
-
-    from reports.escaping import markdown_code_block, markdown_escape, markdown_table
-
     lines = [f"# {markdown_escape(run['name'])} ({markdown_escape(run['run_id'])})", "",
              "Regenerate (from the store; no attack reruns):", "", markdown_code_block(command), "",
              f"- created {markdown_escape(run['created'])}, finished {markdown_escape(run.get('finished') or 'not yet')}; "
@@ -103,10 +141,6 @@ def _write_report_markdown(path: Path, run: dict, caption: str, summary, compari
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.config import default_config_path, load_config, resolve_config
-    from bench.runner import run_benchmark
-    from bench.store import ResultsStore
-
     config = load_config(resolve_config(args.config) if args.config else default_config_path())
     run_id = f"{config.name}-{config.fingerprint()}"
     if args.new_run:  # the time to read it, a random part so that two started in the same second differ
@@ -120,8 +154,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 run_benchmark(config, store, run_id=run_id, cache_dir=args.cache_dir, progress=not args.no_progress,
                               force_resume=args.force_resume)
             else:
-                from bench.distributed import run_distributed
-
                 run_distributed(config, store, run_id=run_id, cache_dir=args.cache_dir,
                                 address=None if args.ray == "local" else args.ray,
                                 batches_per_shard=args.shard_batches, retries=args.retries,
@@ -138,8 +170,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _short_citation(citation: str) -> str:
     """``"Modas, ... arXiv:1811.02248; via ..."`` -> ``"Modas et al., arXiv:1811.02248"``."""
-    import re
-
     author = re.split(r"[ ,]", citation, maxsplit=1)[0]
     own = citation.split(";")[0]  # the attack's own paper, not what it builds on or wraps
     arxiv = re.search(r"arXiv:\d{4}\.\d{4,5}", own)
@@ -149,11 +179,17 @@ def _short_citation(citation: str) -> str:
     return f"{author} et al., {venue.group(0)}" if venue else citation.split(",")[0]
 
 
+def _config_summary(path: Path) -> str:
+    """A packaged config's first comment line: what it measures."""
+    first = next((line for line in path.read_text().splitlines() if line.strip()), "")
+    return first.lstrip("#").strip() if first.startswith("#") else ""
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from bench.registry import all_attacks, plugin_attacks
-
+    if args.configs:
+        for name, path in sorted(packaged_configs().items()):
+            print(f"{name:24} {_config_summary(path)}")
+        return 0
     packages = {name: package for name, (_, package) in plugin_attacks().items()}
     rows = [
         {"name": e.name, "kind": e.kind, "norm": e.norm, "source": e.source, "modes": ", ".join(e.modes),
@@ -173,10 +209,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from bench.models import all_models, model_metadata, plugin_models
-
     packages = {name: package for name, (_, package) in plugin_models().items()}
     rows = []
     for entry in all_models().values():
@@ -200,32 +232,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_run(store_path: Path, run: str | None):
-    """The store at ``store_path`` and a run id in it (default: its latest run)."""
-    from bench.store import ResultsStore
-
-    if not Path(store_path).exists():
-        raise SparseBenchError(f"--store: {store_path} does not exist; run `sparsebench run` first")
-    store = ResultsStore(store_path, readonly=True)
-    run_id = run or store.latest_run_id()
-    if run_id is None or store.get_run(run_id) is None:
-        store.close()
-        raise SparseBenchError(f"--run: {run!r} is not in {store_path}" if run else f"--store: {store_path} holds no run")
-    try:
-        store.run_samples(run_id)
-    except SparseBenchError:
-        store.close()
-        raise
-    return store, run_id
-
 
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from bench.models import load_model
-    from bench.paths import inside
-    from bench.runner import resolve_device
-    from reports.tables import write_tables
-    from reports.transfer import transfer_matrix, transfer_rates
-
     device = resolve_device(args.device)
     store, run_id = open_run(args.store, args.run)
     with store:
@@ -250,20 +258,14 @@ REPRODUCIBLE = ("table1", "table2", "table3", "table4", "fig7")
 
 def _reproduce_config(table: str, online: bool) -> str:
     if table == "fig7":
-        return "paper-fig7" if online else "lin2025-fig7"
+        if online:
+            raise SparseBenchError("reproduce fig7: the sweeps of Figure 7 run on the offline models only "
+                                   "(config lin2025-fig7); leave out --online")
+        return "lin2025-fig7"
     return f"paper-{table}" if online else f"paper-{table}-offline"
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from bench.config import load_config, resolve_config
-    from bench.models import load_model
-    from bench.paths import inside
-    from bench.runner import resolve_device, run_benchmark
-    from bench.store import ResultsStore
-    from reports.paper import PAPER_TABLES, compare_with_paper
-    from reports.tables import summarize, write_tables
-    from reports.transfer import transfer_rates
-
     where = "online" if args.online else "offline"
     config = load_config(resolve_config(_reproduce_config(args.table, args.online)))
     run_id = f"{config.name}-{config.fingerprint()}"
@@ -305,12 +307,6 @@ def _bench_inputs(args: argparse.Namespace, device):
     """The model and one batch to time on: real correctly classified test images, or with
     ``--synthetic`` an untrained model of the architecture and uniform random inputs whose
     labels are its own predictions (so each is "correctly classified" and success means something)."""
-    import torch
-
-    from bench.data import DATASETS, get_batch, load_dataset
-    from bench.models import load_model, untrained_model
-    from bench.runner import choose_targets, select_samples
-
     info = DATASETS[args.dataset]
     limit = args.samples if args.batch_size == "auto" else int(args.batch_size)
     if args.synthetic:
@@ -332,9 +328,6 @@ def _bench_inputs(args: argparse.Namespace, device):
 def _bench_attacks(args: argparse.Namespace) -> list[tuple[str, str, dict]]:
     """``(label, registry name, overrides)`` of each attack to time: the names given (``native``
     standing for every native entry), with overrides from ``--overrides-from``'s config."""
-    from bench.config import load_config, resolve_config
-    from bench.registry import ATTACKS, get_entry
-
     overrides: dict[str, dict] = {}
     if args.overrides_from:
         for attack in load_config(resolve_config(args.overrides_from)).attacks:
@@ -361,19 +354,6 @@ def _batch_size(text: str) -> int | str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import copy
-    import json
-
-    import pandas as pd
-    import torch
-
-    from bench.efficiency import measure_efficiency
-    from bench.provenance import git_commit, hardware, versions
-    from bench.registry import get_attack
-    from bench.runner import resolve_device
-    from bench.speed import largest_batch, speed_up
-    from reports.escaping import markdown_escape, markdown_table
-
     device = resolve_device(args.device)
     attacks = _bench_attacks(args)
     model, all_inputs, all_labels, all_targets = _bench_inputs(args, device)
@@ -436,11 +416,92 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from bench.store import ResultsStore
-
     with ResultsStore(args.store, readonly=True) as store:
         print(store.runs().to_markdown(index=False))
     return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    if not Path(args.store).exists():
+        raise SparseBenchError(f"--store: {args.store} does not exist; run `sparsebench run` first")
+    tolerances = {}
+    for flag, name in (("fooling_rate", "fooling_rate_drop_points"), ("l0", "median_l0_rise_fraction"),
+                       ("time", "seconds_rise_fraction")):
+        value = getattr(args, f"tolerance_{flag}")
+        if value is not None:
+            if not value >= 0:
+                raise SparseBenchError(f"--tolerance-{flag.replace('_', '-')}: {value!r} must be a number >= 0")
+            tolerances[name] = value
+    with ResultsStore(args.store, readonly=True) as store:
+        run_id = args.run or store.latest_run_id()
+        if run_id is None:
+            raise SparseBenchError(f"--store: {args.store} holds no run")
+        document = baseline_from_run(store, run_id, tolerances=tolerances)
+    path = write_baseline(document, args.out)
+    print(f"baseline of run {run_id} ({len(document['units'])} units) -> {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if args.cache_dir is not None and not args.rerun:
+        raise SparseBenchError("--cache-dir: only --rerun loads models; leave it out when checking a stored run")
+    run_id, findings = check(args.baseline, store=args.store, run_id=args.run, rerun=args.rerun,
+                             cache_dir=args.cache_dir, compare_time=args.compare_time,
+                             progress=args.rerun and not args.no_progress)
+    print(f"run {run_id} against {args.baseline}")
+    print(findings_table(findings))
+    failed = failures(findings)
+    for finding in failed:
+        print(finding.message, file=sys.stderr)
+    improved = [f for f in findings if f.verdict == "improved"]
+    if failed:
+        print(f"sparsebench check: {len(failed)} regression(s) against {args.baseline}", file=sys.stderr)
+        return 1
+    print(f"sparsebench check: no regression against {args.baseline}"
+          + (f"; {len(improved)} improvement(s): `sparsebench baseline --store {args.store} --run {run_id} "
+             f"--out {args.baseline}` refreshes it" if improved else ""),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    if not Path(args.store).exists():
+        raise SparseBenchError(f"--store: {args.store} does not exist; run `sparsebench run` first")
+    budgets = parse_budgets(args.budgets) if args.budgets is not None else None
+    with ResultsStore(args.store, readonly=True) as store:
+        run_ids = args.run or [store.latest_run_id()]
+        if run_ids == [None]:
+            raise SparseBenchError(f"--store: {args.store} holds no run")
+        paths = write_leaderboard(store, run_ids, args.out, budgets=budgets, unit=args.unit)
+    print(f"leaderboard: {paths['markdown']} and {paths['html']} (self-contained; open it in a browser)")
+    return 0
+
+
+def cmd_interpret(args: argparse.Namespace) -> int:
+    require_grad_cam()
+    device = resolve_device(args.device)
+    loader = functools.cache(lambda name, dataset: load_model(name, dataset, cache_dir=args.cache_dir, device=device))
+    store, run_id = open_run(args.store, args.run)
+    tables = []
+    with store:
+        for attack in args.attack:
+            directory = unit_folder(args.out, run_id, model=args.model, attack=attack, mode=args.mode)
+            tables.append(interpretation(
+                store, run_id, loader, attack=attack, model=args.model, mode=args.mode, n_samples=args.samples,
+                quantile=args.quantile, dataset=args.dataset, target_layer=args.target_layer,
+                figure_samples=args.figure_samples, out=directory))
+            print(f"{attack}: {directory / FILES['report']}, {FILES['figure']} and {FILES['samples']} beside it")
+    summary = noise_summary(pd.concat(tables, ignore_index=True))
+    print(f"\nFractions of perturbed pixels (top {args.quantile:g} of each Grad-CAM map = a class's evidence):")
+    columns = ["attack", "samples", "median_l0_pixels", *(f"{name}_mean" for name in CATEGORIES), "in_true_region",
+               "true_region", "in_adversarial_region", "adversarial_region", "adversarial_on_clean"]
+    print(summary[columns].to_markdown(index=False, floatfmt=".3f"))
+    return 0
+
+
+def _tolerance_percent(name: str) -> str:
+    """A default tolerance and its percentage, for help text (``%%``: argparse formats help with ``%``)."""
+    return f"{DEFAULT_TOLERANCES[name]}, i.e. {100 * DEFAULT_TOLERANCES[name]:.0f}%%"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -462,9 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run the benchmark a TOML config describes; with no --config, the offline "
                                      "Fashion-MNIST benchmark. Running the same config again resumes it: whole "
                                      "batches already stored are kept, nothing is counted twice.")
-    run.add_argument("--config", help="TOML config file, or the name of a packaged config "
-                                       "(default, offline-search, cifar10-robustbench, imagenet-torchvision; "
-                                       "default: the offline Fashion-MNIST benchmark)")
+    run.add_argument("--config", help="TOML config file, or the name of a packaged config (sparsebench list "
+                                       f"--configs: {', '.join(sorted(packaged_configs()))}; default: the offline "
+                                       "Fashion-MNIST benchmark)")
     store_options(run)
     run.add_argument("--cache-dir", type=Path, default=None,
                      help="model and data cache (default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
@@ -488,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="print the attack registry")
     lst.add_argument("-v", "--verbose", action="store_true", help="full citations and default hyperparameters")
+    lst.add_argument("--configs", action="store_true", help="list the packaged configs instead, one line each")
     lst.set_defaults(func=cmd_list)
 
     models = sub.add_parser("models", help="print the model registry (and cached accuracy of our own models)")
@@ -572,13 +634,121 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list the runs in a store")
     runs.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"default: {DEFAULT_STORE}")
     runs.set_defaults(func=cmd_runs)
-    from reports.gate import add_parser as add_gate_parsers
-    from reports.interpret import add_parser as add_interpret_parser
-    from reports.leaderboard import add_parser as add_leaderboard_parser
 
-    add_gate_parsers(sub)
-    add_leaderboard_parser(sub)
-    add_interpret_parser(sub)
+    baseline = sub.add_parser(
+        "baseline", help="write a regression baseline (TOML) of a stored run",
+        description="Write the numbers of a stored run that later runs must keep, per dataset/model/attack/mode: "
+                    "fooling rate, median L0 (pixels, elements), seconds per sample, samples; with tolerances "
+                    "(edit them in the file, also per unit) and the run's provenance and config, so that "
+                    "`sparsebench check --rerun` can run it again.",
+        epilog="example: sparsebench run --config gate.toml && sparsebench baseline --out baseline.toml")
+    baseline.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                          help=f"SQLite results store (default: {DEFAULT_STORE})")
+    baseline.add_argument("--run", help="run id (default: the latest run in the store)")
+    baseline.add_argument("--out", type=Path, required=True,
+                          help="baseline file to write: TOML, or JSON when the name ends in .json")
+    baseline.add_argument("--tolerance-fooling-rate", type=float, metavar="PTS",
+                          help="percentage points the fooling rate may fall "
+                               f"(default: {DEFAULT_TOLERANCES['fooling_rate_drop_points']})")
+    baseline.add_argument("--tolerance-l0", type=float, metavar="FRACTION",
+                          help="relative rise allowed for median L0, pixels and elements "
+                               f"(default: {_tolerance_percent('median_l0_rise_fraction')})")
+    baseline.add_argument("--tolerance-time", type=float, metavar="FRACTION",
+                          help="relative rise allowed for seconds per sample "
+                               f"(default: {_tolerance_percent('seconds_rise_fraction')})")
+    baseline.set_defaults(func=cmd_baseline)
+
+    check_parser = sub.add_parser(
+        "check", help="check a run against a baseline; exit 1 on a regression",
+        description="Compare a run with a baseline unit by unit and print a table (unit, metric, baseline, now, "
+                    "allowed, verdict). Exit 0 when nothing regressed, 1 when something did (each regression "
+                    "named on stderr), 2 on a usage error. A unit missing from the run fails; a unit new in the "
+                    "run, and an improvement, are reported only. Seconds per sample are compared only when "
+                    "the hardware matches the baseline's.",
+        epilog="The run checked is --run, else the latest run in --store of the baseline's config name "
+               "(`sparsebench run` resumes a finished run rather than running it again: use a fresh store, "
+               "or --rerun).")
+    check_parser.add_argument("--baseline", type=Path, required=True,
+                              help="baseline file (from `sparsebench baseline`)")
+    check_parser.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                              help=f"SQLite results store to read the run from, or with --rerun to write it to "
+                                   f"(default: {DEFAULT_STORE})")
+    which = check_parser.add_mutually_exclusive_group()
+    which.add_argument("--run", help="run id (default: the latest run of the baseline's config name)")
+    which.add_argument("--rerun", action="store_true",
+                       help="run the baseline's config again (a new run in --store) and check that run")
+    check_parser.add_argument("--cache-dir", type=Path, default=None,
+                              help="with --rerun: model and data cache "
+                                   "(default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
+    check_parser.add_argument("--compare-time", choices=COMPARE_TIME, default="auto",
+                              help="auto (default): compare seconds per sample only on the baseline's hardware; "
+                                   "always; never")
+    check_parser.add_argument("--no-progress", action="store_true", help="with --rerun: hide progress bars")
+    check_parser.set_defaults(func=cmd_check)
+
+    leaderboard_out = DEFAULT_OUT / "leaderboard"
+    leaderboard = sub.add_parser(
+        "leaderboard", help="rank the attacks of stored runs (Markdown and a self-contained HTML page)",
+        description="Rank the attacks per dataset, model and mode by AttackBench's optimality score (area under "
+                    "the robust-accuracy-against-L0 curve relative to the per-sample best any compared attack "
+                    "found; 1.0 = the best on every sample), by fooling rate within each L0 budget and overall, "
+                    "and by median L0 over successful samples. Only samples that every compared attack ran on "
+                    "count; the pages say how many were dropped. Writes leaderboard.md and leaderboard.html "
+                    "(inline CSS, JS and figures: opens offline; click a header to sort, or add "
+                    "#sort=<table id>:<column>:<asc|desc> to its URL) from the store alone.",
+        epilog="Example: sparsebench leaderboard --run default-0123abcd --run offline-search-4567ef01 "
+               "--budgets 1,5,20 --out results/leaderboard")
+    leaderboard.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                             help=f"SQLite results store (default: {DEFAULT_STORE})")
+    leaderboard.add_argument("--run", action="append", metavar="ID",
+                             help="run id; repeat to combine runs that attacked the same samples of the same "
+                                  "models with different attacks (default: the latest run)")
+    leaderboard.add_argument("--out", type=Path, default=leaderboard_out,
+                             help=f"output folder (default: {leaderboard_out})")
+    leaderboard.add_argument("--budgets", metavar="K,K,...",
+                             help="L0 budgets for the fr@k columns, e.g. 1,2,5,10 (default: the runs' config "
+                                  "budgets)")
+    leaderboard.add_argument("--unit", choices=UNITS, default=None,
+                             help="count L0 in pixels (any channel changed) or elements (default: the first run's "
+                                  "budget unit)")
+    leaderboard.set_defaults(func=cmd_leaderboard)
+
+    interpret = sub.add_parser(
+        "interpret", help="Grad-CAM of a run's stored examples: obscuring and leading noise (Lin et al., Sec. 5.3)",
+        description="Rebuild a run's successful adversarial examples from the store and split each perturbation "
+                    "with Grad-CAM: a perturbed pixel is 'obscuring' when it lies in the true class's evidence "
+                    "region on the clean image, 'leading' when it lies in the adversarial class's evidence region "
+                    "on the adversarial image, 'both' or 'neither' otherwise; a class's evidence region is the top "
+                    "--quantile fraction of its Grad-CAM map (rectified, upsampled, normalised to [0, 1]). Writes "
+                    "per attack a folder <out>/<run>/interpret/<model>-<attack>-<mode>/ with interpret.md (mean "
+                    "and median fractions over the samples beside chance), interpret.png (clean, adversarial, "
+                    "perturbation, Grad-CAM and Guided Grad-CAM of both classes, as the paper's Figures 4 and 6) "
+                    "and interpret-samples.csv. Needs the grad-cam package: " + INSTALL + ".",
+        epilog="Example: sparsebench interpret --store results/sparsebench.sqlite --attack lin2025-improved "
+               "--attack fmn-l0 --model smallcnn-standard --mode targeted --samples 50")
+    interpret.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                           help=f"SQLite results store (default: {DEFAULT_STORE})")
+    interpret.add_argument("--run", help="run id (default: the latest run)")
+    interpret.add_argument("--attack", action="append", required=True, metavar="LABEL",
+                           help="attack label as in the run's config; repeat for several (one report each)")
+    interpret.add_argument("--model", required=True, help="model name as in the run (e.g. smallcnn-standard)")
+    interpret.add_argument("--mode", choices=["untargeted", "targeted"], default="untargeted",
+                           help="default: untargeted")
+    interpret.add_argument("--dataset", help="only when the run attacked the model on several datasets")
+    interpret.add_argument("--samples", type=int, default=50,
+                           help="successful examples to interpret, the first by test index (default: 50)")
+    interpret.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
+                           help=f"top fraction of a Grad-CAM map that counts as a class's evidence, in (0, 1] "
+                                f"(default: {DEFAULT_QUANTILE})")
+    interpret.add_argument("--figure-samples", type=int, default=4, help="rows of the figure (default: 4)")
+    interpret.add_argument("--target-layer", metavar="NAME",
+                           help="Grad-CAM layer by dotted module name, e.g. features.4 (default: the rectified last "
+                                "conv layer of SmallCNN and VGG, layer4[-1] of ResNets, else the last Conv2d)")
+    interpret.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
+    interpret.add_argument("--cache-dir", type=Path, default=None,
+                           help="model cache (default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
+    interpret.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
+    interpret.set_defaults(func=cmd_interpret)
     return parser
 
 

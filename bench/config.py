@@ -51,15 +51,15 @@ from bench.errors import SparseBenchError
 from bench.models import all_models, model_names
 from bench.outside import image_shape, import_object, load_outside_dataset
 from bench.registry import FAMILIES, MODES, Attack, AttackEntry, bind, check_overrides, get_entry, outside_entry
-from bench.speed import PRECISIONS
+from bench.vocabulary import BudgetUnit, Mode, Precision, TargetSelection
 
 __all__ = [
     "AttackConfig", "BenchmarkConfig", "DatasetConfig", "ModelConfig", "default_config_path", "load_config", "packaged_configs",
     "parse_config", "resolve_config", "stored_dataset",
 ]
 
-TARGET_SELECTIONS = ("random", "least-likely")
-BUDGET_UNITS = ("pixels", "elements")
+TARGET_SELECTIONS = tuple(TargetSelection)
+BUDGET_UNITS = tuple(BudgetUnit)
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,8 @@ class BenchmarkConfig:
     warmup: bool | str = "auto"
     precision: str = "fp32"
     channels_last: bool = False
+    proposed: str = "lin2025"
+    """The attack a report sets beside the best other one (a label of this config's attacks)."""
 
     def to_dict(self) -> dict[str, Any]:
         content = json.loads(json.dumps(dataclasses.asdict(self)))
@@ -219,13 +221,13 @@ class BenchmarkConfig:
 _TIME_ONLY = ("device", "warmup")
 _OUTSIDE_ONLY = ("function", "kind", "threat", "citation")
 _OUTSIDE_DATASET = ("folder", "function", "num_classes", "models_of", "family")
-_LATER_FIELDS = {"precision": "fp32", "channels_last": False}
+_LATER_FIELDS = {"precision": "fp32", "channels_last": False, "proposed": "lin2025"}
 
 
 _TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str, "seed": int, "n_samples": int, "batch_size": (int, str), "modes": list,
     "target_selection": str, "budgets": list, "budget_unit": str, "device": str,
-    "warmup": (bool, str), "precision": str, "channels_last": bool,
+    "warmup": (bool, str), "precision": str, "channels_last": bool, "proposed": str,
     "datasets": list, "attacks": list, "models": list,
 }
 _DATASET_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -411,18 +413,12 @@ def _dataset_config(where: str, table: Any, models: tuple[ModelConfig, ...]) -> 
                          num_classes=table.get("num_classes"), models_of=like, family=table.get("family"))
 
 
-def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> BenchmarkConfig:
-    """Check a config's content and build it; ``ValueError`` on the first problem.
-
-    ``base`` is the folder of the config file: an outside model's relative ``checkpoint`` and an outside
-    dataset's relative ``folder`` are read from there (and stored as absolute paths).
-    """
-    if base is not None:
-        data = _resolve_paths(data, base)
-    _check_fields("config", data, _TOP_FIELDS, ("datasets", "attacks"))
-    top = dict(data)
-    if "seed" in top and top["seed"] < 0:
-        raise SparseBenchError(f"config.seed: {top['seed']!r} must be >= 0")
+def _top_level(top: dict[str, Any]) -> dict[str, Any]:
+    """The config's own fields checked, their closed vocabularies as enums; ``modes`` and ``budgets`` as tuples."""
+    if "name" in top:
+        _name("config.name", top["name"])
+    if "seed" in top and not 0 <= top["seed"] < 2**63:
+        raise SparseBenchError(f"config.seed: {top['seed']!r} must be >= 0 and below 2**63")
     if "n_samples" in top:
         _positive("config.n_samples", top["n_samples"])
     if isinstance(top.get("batch_size"), str):
@@ -432,32 +428,40 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> Benchm
         _positive("config.batch_size", top["batch_size"])
     if isinstance(top.get("warmup"), str) and top["warmup"] != "auto":
         raise SparseBenchError(f"config.warmup: {top['warmup']!r} is a str; expected true, false or 'auto'")
-    if "precision" in top:
-        _choices("config.precision", [top["precision"]], PRECISIONS)
-    modes = _choices("config.modes", top.get("modes", list(MODES)), MODES)
-    if "target_selection" in top:
-        _choices("config.target_selection", [top["target_selection"]], TARGET_SELECTIONS)
-    if "budget_unit" in top:
-        _choices("config.budget_unit", [top["budget_unit"]], BUDGET_UNITS)
+    for key, vocabulary in (("precision", Precision), ("target_selection", TargetSelection),
+                            ("budget_unit", BudgetUnit)):
+        if key in top:
+            top[key] = vocabulary(_choices(f"config.{key}", [top[key]], tuple(vocabulary))[0])
+    top["modes"] = tuple(Mode(m) for m in _choices("config.modes", top.get("modes", list(MODES)), MODES))
     budgets = top.get("budgets", list(BenchmarkConfig.budgets))
     for i, k in enumerate(budgets):
         if isinstance(k, bool) or not isinstance(k, int):
             raise SparseBenchError(f"config.budgets[{i}]: {k!r} is a {type(k).__name__}; expected int")
         _positive(f"config.budgets[{i}]", k)
-    device = top.get("device", "auto")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
-        raise SparseBenchError(f"config.device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
-    if "name" in top:
-        _name("config.name", top["name"])
-    if "seed" in top and top["seed"] >= 2**63:
-        raise SparseBenchError(f"config.seed: {top['seed']!r} must be below 2**63")
     if list(budgets) != sorted(set(budgets)):
         raise SparseBenchError(f"config.budgets: {list(budgets)} must be strictly increasing, "
                                f"e.g. {sorted(set(budgets))}")
+    top["budgets"] = tuple(budgets)
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", top.get("device", "auto")):
+        raise SparseBenchError(f"config.device: {top['device']!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return top
 
+
+def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> BenchmarkConfig:
+    """Check a config's content and build it; ``ValueError`` on the first problem.
+
+    ``base`` is the folder of the config file: an outside model's relative ``checkpoint`` and an outside
+    dataset's relative ``folder`` are read from there (and stored as absolute paths).
+    """
+    if base is not None:
+        data = _resolve_paths(data, base)
+    _check_fields("config", data, _TOP_FIELDS, ("datasets", "attacks"))
+    top = _top_level(dict(data))
+    modes, budgets = top.pop("modes"), top.pop("budgets")
     if not top["datasets"]:
         raise SparseBenchError("config.datasets: must not be empty")
-    outside_names = [t.get("name") for t in top["datasets"] if isinstance(t, dict) and ("folder" in t or "function" in t)]
+    outside_names = [t["name"] for t in top["datasets"]
+                     if isinstance(t, dict) and ("folder" in t or "function" in t) and isinstance(t.get("name"), str)]
     models = tuple(_model_config(f"config.models[{i}]", table, outside_names)
                    for i, table in enumerate(top.get("models", [])))
     datasets = tuple(_dataset_config(f"config.datasets[{i}]", table, models)
@@ -470,17 +474,21 @@ def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> Benchm
     for label in labels:
         if labels.count(label) > 1:
             raise SparseBenchError(f"config.attacks: label {label!r} is used twice; give each entry its own 'label'")
+    if top.get("proposed", BenchmarkConfig.proposed) not in (*labels, BenchmarkConfig.proposed):
+        raise SparseBenchError(f"config.proposed: {top['proposed']!r} is not a label of this config's attacks; "
+                               f"labels: {', '.join(labels)}")
 
-    kwargs = {k: v for k, v in top.items() if k not in ("datasets", "attacks", "modes", "budgets", "models")}
+    kwargs = {k: v for k, v in top.items() if k not in ("datasets", "attacks", "models")}
     return BenchmarkConfig(datasets=datasets, attacks=tuple(attacks), models=models, modes=modes,
-                           budgets=tuple(budgets), **kwargs)
+                           budgets=budgets, **kwargs)
 
 
 def stored_dataset(run_config: Mapping[str, Any], name: str) -> Dataset:
     """A stored run's dataset ``name``, loaded as the run's config describes it (root, split, outside source)."""
     table = next((d for d in run_config["datasets"] if d["name"] == name), {"name": name, "models": []})
     fields = {f.name for f in dataclasses.fields(DatasetConfig)}
-    return DatasetConfig(**{k: tuple(v) if k == "models" else v for k, v in table.items() if k in fields}).load()
+    kwargs: dict[str, Any] = {k: tuple(v) if k == "models" else v for k, v in table.items() if k in fields}
+    return DatasetConfig(**kwargs).load()
 
 
 def load_config(path: str | Path) -> BenchmarkConfig:

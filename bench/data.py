@@ -185,7 +185,7 @@ class ImageFolderDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        from PIL import Image
+        from PIL import Image  # with torchvision: only for an image folder's files
 
         path, label = self.samples[index]
         with Image.open(path) as image:
@@ -229,7 +229,7 @@ def get_batch(dataset: Dataset, indices: Sequence[int] | Tensor) -> tuple[Tensor
 # --------------------------------------------------------------------------
 # IDX files (the format of MNIST and Fashion-MNIST)
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -347,7 +347,7 @@ def load_dataset(
     split: str = "test",
     root: str | os.PathLike | None = None,
     allow_download: bool = True,
-) -> Dataset:
+) -> TensorImageDataset | ImageFolderDataset:
     """Load one split of a dataset.
 
     Parameters
@@ -419,7 +419,7 @@ def _load_fashion_mnist(
     cause: BaseException | None = None
     if allow_download:
         try:
-            from torchvision.datasets import FashionMNIST
+            from torchvision.datasets import FashionMNIST  # torchvision takes seconds to import: only where it is used
 
             data = FashionMNIST(str(download_root), train=split == "train", download=True)
             return TensorImageDataset(data.data.unsqueeze(1).contiguous(), data.targets)
@@ -445,7 +445,7 @@ def _load_fashion_mnist(
 def _load_torchvision(
     name: str, split: str, root: str | os.PathLike | None, allow_download: bool
 ) -> TensorImageDataset:
-    from torchvision import datasets
+    from torchvision import datasets  # torchvision takes seconds to import: only where it is used
 
     download_root = _download_root(root)
     train = split == "train"
@@ -482,7 +482,7 @@ def imagenet_transform() -> object:
     callable
         PIL image -> float32 tensor ``(3, 224, 224)``.
     """
-    from torchvision import transforms
+    from torchvision import transforms  # torchvision takes seconds to import: only where it is used
 
     return transforms.Compose(
         [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]

@@ -41,7 +41,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ from tqdm.auto import tqdm
 
 from bench.config import BenchmarkConfig
 from bench.errors import SparseBenchError
+from bench.outside import image_shape
+from bench.provenance import hardware
 from bench.runner import (
     CLAIM_POLL_S,
     ModelLoader,
@@ -68,7 +70,7 @@ from bench.runner import (
     wants_warmup,
     warm_up,
 )
-from bench.store import ResultsStore, SampleRow
+from bench.store import ResultsStore, SampleRow, UnitKey
 
 __all__ = ["Shard", "ShardResult", "plan_shards", "run_distributed", "run_shard"]
 
@@ -85,8 +87,8 @@ class Shard:
     batches: tuple[int, ...]
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.dataset, self.model, self.attack, self.mode)
+    def key(self) -> UnitKey:
+        return UnitKey(self.dataset, self.model, self.attack, self.mode)
 
     def __str__(self) -> str:
         return f"{'/'.join(self.key)} batches {list(self.batches)}"
@@ -110,7 +112,7 @@ def _batch_count(config: BenchmarkConfig) -> int:
 
 
 def plan_shards(config: BenchmarkConfig, *, batches_per_shard: int = 1,
-                done: Sequence[tuple[tuple[str, ...], int]] = ()) -> list[Shard]:
+                done: Iterable[tuple[tuple[str, ...], int]] = ()) -> list[Shard]:
     """Every unit's batches not in ``done`` (``(unit key, batch)`` pairs), ``batches_per_shard`` to a shard.
 
     The plan assumes each model has ``n_samples`` correctly classified test
@@ -136,9 +138,6 @@ def plan_shards(config: BenchmarkConfig, *, batches_per_shard: int = 1,
 def run_shard(config: BenchmarkConfig, shard: Shard, *, cache_dir: Path | None = None,
               load_model: ModelLoader | None = None) -> ShardResult:
     """Attack a shard's batches, as the single-process runner would, and return the rows (no store access)."""
-    from bench.outside import image_shape
-    from bench.provenance import hardware
-
     device = resolve_device(config.device)
     dataset_config = next(d for d in config.datasets if d.name == shard.dataset)
     attack_config = next(a for a in config.attacks if a.label == shard.attack)
@@ -300,6 +299,8 @@ def run_distributed(
         with contextlib.suppress(Exception):  # those of batches a worker found empty, or of shards given up
             store.release_claims(run_id)
         if workers:
-            store.update_hardware(run_id, {**store.get_run(run_id)["hardware"], "workers": workers})
+            run = store.get_run(run_id)
+            assert run is not None  # start_run made it
+            store.update_hardware(run_id, {**run["hardware"], "workers": workers})
     store.finish_run(run_id, _now())
     return run_id

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from attacks.checks import check_int
 from bench.counting import CountingModel, synchronize, timed
 from bench.guard import AttackCall, AttackVoid, Guard, call_attack
+from bench.speed import repeat_to
 from bench.verify import verify
 
 __all__ = ["Efficiency", "bare_pass_seconds", "call_seconds", "measure_efficiency"]
@@ -83,8 +84,6 @@ def call_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, forward_sizes
     beyond its calls; what the per-pass ratio shows above this one is the
     cost of steps on few samples.
     """
-    from bench.speed import repeat_to
-
     measured: dict[int, tuple[float, float]] = {}
 
     def per_call(size: int) -> tuple[float, float]:
@@ -176,7 +175,7 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
 
     def call(size: int) -> AttackCall:
         result = call_attack(attack, counting, guard, inputs[:size], labels[:size],
-                             targets[:size] if targeted else None, clock=clock)
+                             targets[:size] if targets is not None else None, clock=clock)
         if result.void:
             raise AttackVoid(result.void)
         return result

@@ -134,9 +134,9 @@ class Guard:
         problems: list[str] = []
         for state in self._modules:
             problems += self._module_problems(state)
-        for name, (tensor, saved, requires_grad) in self._tensors.items():
-            if (tensor.dtype != saved.dtype or tensor.shape != saved.shape or tensor.device != saved.device
-                    or not torch.equal(tensor.detach(), saved)):
+        for name, (tensor, kept, requires_grad) in self._tensors.items():
+            if (tensor.dtype != kept.dtype or tensor.shape != kept.shape or tensor.device != kept.device
+                    or not torch.equal(tensor.detach(), kept)):
                 problems.append(f"changed the values of {name}")
             if tensor.requires_grad != requires_grad:
                 problems.append(f"set requires_grad={tensor.requires_grad} on {name}")
@@ -193,20 +193,20 @@ class Guard:
             for key, saved in state.dicts.items():
                 _refill(state.attributes[key], saved)
         with torch.no_grad():
-            for tensor, saved, requires_grad in self._tensors.values():
-                if (tensor.dtype != saved.dtype or tensor.shape != saved.shape or tensor.device != saved.device
-                        or not torch.equal(tensor.detach(), saved)):
-                    tensor.data = saved.clone()
+            for tensor, kept, requires_grad in self._tensors.values():
+                if (tensor.dtype != kept.dtype or tensor.shape != kept.shape or tensor.device != kept.device
+                        or not torch.equal(tensor.detach(), kept)):
+                    tensor.data = kept.clone()
                 tensor.requires_grad_(requires_grad)
         for namespace, saved in self._namespaces:
             _restore_namespace(namespace, saved, additions=isinstance(namespace, type))
         for cls, saved in self._classes:
             _restore_namespace(cls, saved, additions=True)
         for name, saved in self._hooks.items():
-            current = vars(_module_module).get(name)
-            if not isinstance(current, dict):
-                setattr(_module_module, name, current := {})
-            _refill(current, saved)
+            hooks = vars(_module_module).get(name)
+            if not isinstance(hooks, dict):
+                setattr(_module_module, name, hooks := {})
+            _refill(hooks, saved)
         torch.set_grad_enabled(self._grad_enabled)
 
     def check_and_restore(self) -> str:
@@ -295,6 +295,7 @@ def call_attack(attack: Callable[..., Any], counting: CountingModel, guard: Guar
         tampered = "; ".join(filter(None, [tampered, "the attack rewound the harness's pass counts"]))
         after = before
     void = "; ".join(filter(None, [void, tampered]))
-    if type(returned) in (Tensor, nn.Parameter):  # a subclass could override clone: verify refuses it
+    # A subclass could override clone: verify refuses it. (isinstance is for mypy: type() does not narrow.)
+    if type(returned) in (Tensor, nn.Parameter) and isinstance(returned, Tensor):
         returned = returned.detach().clone()  # nothing the attack keeps can change it after the call
     return AttackCall(returned, void, seconds[0], after - before, peak)

@@ -86,7 +86,7 @@ def load_outside_dataset(*, name: str, folder: str | None = None, function: str 
                          num_classes: int) -> Dataset:
     """An outside test set, checked: images in [0, 1], labels in ``[0, num_classes)``."""
     if folder is not None:
-        dataset = _image_folder(name, pathlib.Path(folder).expanduser())
+        dataset: Dataset = _image_folder(name, pathlib.Path(folder).expanduser())
     else:
         assert function is not None
         loaded = import_object(function, f"dataset {name!r}: function")()
@@ -121,7 +121,7 @@ def _image_folder(name: str, root: pathlib.Path) -> ImageFolderDataset:
                if path.suffix.lower() in IMAGE_EXTENSIONS]
     if not samples:
         raise SparseBenchError(f"dataset {name!r}: {root} has no images in class sub-folders (ImageFolder layout)")
-    from PIL import Image
+    from PIL import Image  # PIL and torchvision (seconds to import) only for an image folder
     from torchvision.transforms import functional
 
     with Image.open(samples[0][0]) as first:  # grey stays one channel; anything else is read as RGB

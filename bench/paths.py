@@ -7,7 +7,10 @@ from pathlib import Path
 
 from bench.errors import SparseBenchError
 
-__all__ = ["inside"]
+__all__ = ["DEFAULT_OUT", "inside"]
+
+DEFAULT_OUT = Path("results")
+"""Where the commands write tables, figures and reports by default: one subfolder per run (``--out``)."""
 
 
 def inside(root: str | os.PathLike[str], *parts: str | os.PathLike[str]) -> Path:

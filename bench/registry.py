@@ -18,15 +18,20 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 
+from attacks.checks import check_inputs
+from bench.data import DATASETS
 from bench.errors import SparseBenchError
+from bench.vocabulary import Family, Kind, Mode, Threat
 
 __all__ = [
     "ATTACKS",
+    "AttackFunction",
     "FAMILIES",
     "Interval",
     "inferred_range",
@@ -45,10 +50,23 @@ __all__ = [
     "get_entry",
 ]
 
-KINDS = ("minimum-norm", "fixed-budget")
-MODES = ("untargeted", "targeted")
-FAMILIES = ("mnist", "cifar10", "imagenet")
-THREATS = ("white-box", "black-box")
+KINDS = tuple(Kind)
+MODES = tuple(Mode)
+FAMILIES = tuple(Family)
+THREATS = tuple(Threat)
+
+
+class AttackFunction(Protocol):
+    """The attack contract: ``attack(model, inputs, labels, *, targeted=False, **hyperparameters) -> Tensor``.
+
+    ``inputs`` are float images ``(B, C, H, W)`` in [0, 1]; ``labels`` the true classes, or the target
+    classes when ``targeted``; the model returns logits and holds its own normalisation. It returns
+    adversarial images of the inputs' shape in [0, 1], which the harness verifies itself. Its
+    hyperparameters are keyword-only arguments with defaults.
+    """
+
+    def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, /, *, targeted: bool = ...,
+                 **hyperparameters: Any) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -153,12 +171,12 @@ class AttackEntry:
     citation: str
     defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     prepare: str | None = None
-    implementation: Callable[..., Tensor] | None = field(default=None, compare=False, repr=False)
+    implementation: AttackFunction | None = field(default=None, compare=False, repr=False)
     """The callable itself, for an attack handed in as an object (:func:`bench.api.evaluate`); then
     ``function`` only names it."""
     smoke: Mapping[str, Any] = field(default_factory=dict)
     smoke_success: float = 0.0
-    ranges: Mapping[str, str] = field(default_factory=dict)
+    ranges: Mapping[str, str | Interval] = field(default_factory=dict)
     """Valid ranges of hyperparameters, as intervals (``"(0, 1]"``, ``"[1, inf)"``), where the rule of
     :func:`inferred_range` (from the function's default) is not the whole truth."""
 
@@ -167,13 +185,16 @@ class AttackEntry:
         _check_choice(f"{self.name}.threat", self.threat, THREATS)
         for mode in self.modes:
             _check_choice(f"{self.name}.modes", mode, MODES)
+        object.__setattr__(self, "kind", Kind(self.kind))
+        object.__setattr__(self, "threat", Threat(self.threat))
+        object.__setattr__(self, "modes", tuple(Mode(m) for m in self.modes))
         for family in self.defaults:
             _check_choice(f"{self.name}.defaults", family, ("*",) + FAMILIES)
         object.__setattr__(self, "defaults", MappingProxyType({k: dict(v) for k, v in self.defaults.items()}))
         object.__setattr__(self, "smoke", MappingProxyType(dict(self.smoke)))
         object.__setattr__(self, "ranges", MappingProxyType({k: Interval.parse(v) for k, v in self.ranges.items()}))
 
-    def load(self) -> Callable[..., Tensor]:
+    def load(self) -> AttackFunction:
         """Import the attack's function (or return the one handed in)."""
         return self.implementation if self.implementation is not None else _import(self.function)
 
@@ -193,7 +214,7 @@ class AttackEntry:
     def valid_ranges(self) -> dict[str, Interval]:
         """Every numeric hyperparameter's valid interval: the entry's own, else the one its default implies."""
         found = {name: inferred_range(default) for name, default in self.parameters().items()}
-        found.update(self.ranges)
+        found.update({name: Interval.parse(interval) for name, interval in self.ranges.items()})
         return {name: interval for name, interval in found.items() if interval is not None}
 
     def hyperparameters(self, dataset_family: str | None = None) -> dict[str, Any]:
@@ -553,14 +574,12 @@ def plugin_attacks() -> Mapping[str, tuple[AttackEntry, str]]:
     return MappingProxyType(plugin_entries(ENTRY_POINT_GROUP, AttackEntry, ATTACKS, "attack"))
 
 
-def plugin_entries(group: str, kind: type, builtins: Mapping[str, Any], what: str) -> dict[str, tuple[Any, str]]:
+def plugin_entries(group: str, kind: type[Any], builtins: Mapping[str, Any], what: str) -> dict[str, tuple[Any, str]]:
     """The ``kind`` entries that installed packages' entry points of ``group`` name, with each package's name.
 
     An entry point names one entry or a sequence of them; a name that clashes with ``builtins`` or with
     another package's entry is an error naming both.
     """
-    from importlib.metadata import entry_points
-
     found: dict[str, tuple[Any, str]] = {}
     for entry_point in entry_points(group=group):
         package = entry_point.dist.name if entry_point.dist is not None else entry_point.module
@@ -664,11 +683,13 @@ class Attack:
         return self.entry.name
 
     def __call__(self, model: nn.Module, inputs: Tensor, labels: Tensor, *, targeted: bool = False) -> Tensor:
-        mode = "targeted" if targeted else "untargeted"
+        """Check the contract's inputs and mode once (:func:`attacks.checks.check_inputs`), then attack."""
+        mode = Mode.TARGETED if targeted else Mode.UNTARGETED
         if mode not in self.entry.modes:
             raise SparseBenchError(
-                f"mode: {self.entry.name} does not support {mode!r}; supported: {', '.join(self.entry.modes)}"
+                f"mode: {self.entry.name} does not support {mode.value!r}; supported: {', '.join(self.entry.modes)}"
             )
+        check_inputs(inputs, labels)
         return self._function(model, inputs, labels, targeted=targeted, **self.hyperparameters)
 
     def prepare(self, model: nn.Module, *, targeted: bool = False, cache_dir: Any = None,
@@ -727,8 +748,6 @@ def _same_kind(default: Any, value: Any) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _family(dataset: str) -> str:
-    from bench.data import DATASETS
-
     if dataset not in DATASETS:
         raise SparseBenchError(f"dataset: {dataset!r} is not one of {', '.join(DATASETS)}")
     return DATASETS[dataset].family

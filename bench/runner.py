@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,11 +41,14 @@ from bench.counting import CountingModel
 from bench.data import DATASETS, get_batch
 from bench.errors import SparseBenchError
 from bench.guard import Guard, call_attack
-from bench.outside import image_shape
+from bench.models import load_model, prepare_model
+from bench.outside import image_shape, load_outside_model
 from bench.provenance import git_commit, hardware, versions
 from bench.registry import AttackEntry, bind
-from bench.store import ResultsStore, SampleRow, encode_example
+from bench.speed import largest_batch, speed_up
+from bench.store import ResultsStore, SampleRow, UnitKey, encode_example
 from bench.verify import verify
+from bench.vocabulary import Mode
 
 __all__ = [
     "ModelLoader", "ModelSession", "Selection", "Unit", "attack_batch", "batch_bounds", "batch_seed",
@@ -151,12 +155,10 @@ def _default_loader(cache_dir: Path | None, progress: bool, config: BenchmarkCon
     """Registered models through :func:`bench.models.load_model`; the config's outside models (``[[models]]``)
     through :func:`bench.outside.load_outside_model`, probed on the image shape of the dataset as loaded
     (``shapes``, by dataset name)."""
-    from bench.models import load_model
-    from bench.outside import load_outside_model
-
     def loader(name: str, dataset: str, device: torch.device) -> nn.Module:
         outside = config.model(name) if config is not None else None
         if outside is not None:
+            assert config is not None  # outside models come from the config
             table = config.dataset(dataset)
             info = table.info() if table is not None else DATASETS[dataset]
             shape = (shapes or {}).get(dataset, info.shape)
@@ -184,7 +186,7 @@ class ModelSession:
 
     dataset_name: str
     split: str
-    dataset: object
+    dataset: Dataset
     num_classes: int
     model_name: str
     model: nn.Module
@@ -202,8 +204,8 @@ class ModelSession:
 class Unit:
     """One (dataset, model, attack, mode) of a run, its attack built and its targets chosen."""
 
-    key: tuple[str, str, str, str]
-    attack: object
+    key: UnitKey
+    attack: Any  # a bench.registry.Attack: bind's or AttackConfig.build's
     targets: Tensor | None
     void: str = ""
     """Why every batch of the unit is invalid, when its preparation tampered ("" otherwise)."""
@@ -216,9 +218,6 @@ def open_model(config: BenchmarkConfig, dataset_config: DatasetConfig, dataset, 
     A registered model on an outside dataset loads the weights of the dataset it was registered for
     (the outside dataset's ``models_of``).
     """
-    from bench.models import prepare_model
-    from bench.speed import speed_up
-
     dataset_name, split = dataset_config.name, dataset_config.split
     weights_of = dataset_config.weights_of if config.model(model_name) is None else dataset_name
     model = prepare_model(loader(model_name, weights_of, device), device)
@@ -241,15 +240,15 @@ def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mod
               if entry is not None else attack_config.build(dataset=session.dataset_name, family=session.family))
     targets = (choose_targets(session.selection, how=config.target_selection, seed=config.seed,
                               num_classes=session.num_classes)
-               if mode == "targeted" else None)
-    return Unit((session.dataset_name, session.model_name, attack_config.label, mode), attack, targets)
+               if mode == Mode.TARGETED else None)
+    return Unit(UnitKey(session.dataset_name, session.model_name, attack_config.label, mode), attack, targets)
 
 
 def prepare_unit(unit: Unit, session: ModelSession, *, cache_dir: Path | None, progress: bool) -> None:
     """The attack's one-off preparation: outside the timing and uncounted, since what an attack
     learns once is not its cost. It gets a copy of the float32 model; if it tampers with torch
     (see :class:`bench.guard.Guard`), every batch of the unit is void."""
-    unit.attack.prepare(copy.deepcopy(session.model), targeted=unit.key[3] == "targeted", cache_dir=cache_dir,
+    unit.attack.prepare(copy.deepcopy(session.model), targeted=unit.key.mode == Mode.TARGETED, cache_dir=cache_dir,
                         progress=progress)
     tampered = session.guard.check_and_restore()
     if tampered:
@@ -264,8 +263,6 @@ def _batch_inputs(session: ModelSession, unit: Unit, start: int, stop: int) -> t
 
 def choose_batch_size(config: BenchmarkConfig, session: ModelSession, unit: Unit) -> int:
     """The config's batch size, or with ``"auto"`` :func:`bench.speed.largest_batch`'s (at most the samples)."""
-    from bench.speed import largest_batch
-
     n = len(session.selection.indices)
     if config.batch_size != "auto":
         return int(config.batch_size)

@@ -32,10 +32,11 @@ from torch import Tensor, nn
 from attacks.checks import check_choice, check_int, check_real
 from bench.counting import CountingModel
 from bench.errors import SparseBenchError
+from bench.vocabulary import Precision
 
 __all__ = ["PRECISIONS", "BatchEstimate", "FastModel", "largest_batch", "repeat_to", "speed_up"]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = tuple(Precision)
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 CPU_BATCH = 256

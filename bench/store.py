@@ -64,7 +64,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -73,7 +73,11 @@ from torch import Tensor
 
 from bench.errors import SparseBenchError
 
-__all__ = ["CLAIM_EXPIRY_S", "ResultsStore", "SampleRow", "decode_example", "encode_example"]
+__all__ = ["CLAIM_EXPIRY_S", "DEFAULT_STORE", "ResultsStore", "SampleRow", "decode_example", "encode_example",
+           "open_run"]
+
+DEFAULT_STORE = Path("results") / "sparsebench.sqlite"
+"""The results store the commands read and write by default (``--store``)."""
 
 SCHEMA_VERSION = 3
 """2 added ``units.batch_size`` and ``samples.peak_memory_mib``; 3 added ``samples.git_commit`` (the code that
@@ -172,7 +176,18 @@ CREATE TABLE IF NOT EXISTS claims (
 )
 """
 
-UNIT_KEY = ("dataset", "model", "attack", "mode")
+class UnitKey(NamedTuple):
+    """What identifies a unit of a run: one attack, in one mode, on one model of one dataset."""
+
+    dataset: str
+    model: str
+    attack: str
+    """The attack's label in the config."""
+    mode: str
+
+
+UNIT_KEY = UnitKey._fields
+"""The unit key's column names, in the store's tables and in every per-sample frame."""
 
 _UPGRADES = {
     # from version: statements that bring a store of that version to the next
@@ -320,6 +335,8 @@ class ResultsStore:
     module's notes on concurrency. A file that cannot be used raises :class:`SparseBenchError` naming it.
     """
 
+    _db: sqlite3.Connection  # set by _open_readonly or _open_writing: unset only while __init__ fails
+
     def __init__(self, path: str | Path, *, readonly: bool = False, claim_expiry: float = CLAIM_EXPIRY_S) -> None:
         self.path = Path(path)
         self.readonly = readonly
@@ -328,14 +345,13 @@ class ResultsStore:
         if not memory and self.path.is_dir():
             raise SparseBenchError(f"store: {self.path} is a folder, not a store file; give the path of a "
                                    f".sqlite file (e.g. {self.path / 'sparsebench.sqlite'})")
-        self._db: sqlite3.Connection | None = None
         try:
             if readonly:
                 self._open_readonly(memory)
             else:
                 self._open_writing(memory)
         except BaseException as error:
-            if self._db is not None:
+            if getattr(self, "_db", None) is not None:
                 self._db.close()
             if _sqlite_cause(error) is not None:
                 raise self._error(error) from error
@@ -381,7 +397,7 @@ class ResultsStore:
                 raise
             # A store in WAL mode in a folder that cannot be written: SQLite cannot make the shared-memory
             # file it reads through, and no writer can be at work there either. Read the file as it is.
-            if self._db is not None:
+            if getattr(self, "_db", None) is not None:
                 self._db.close()
             self._db = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=60)
         found = self._schema_version()
@@ -685,3 +701,25 @@ for _name in ("create_run", "finish_run", "update_hardware", "get_run", "runs", 
               "release_claims", "samples", "examples"):
     setattr(ResultsStore, _name, _naming_the_store(getattr(ResultsStore, _name)))
 del _name
+
+
+def open_run(store_path: str | Path, run: str | None) -> tuple[ResultsStore, str]:
+    """The store at ``store_path``, opened read-only, and a run id in it (default: its latest run).
+
+    Raises :class:`SparseBenchError` when the file does not exist, holds no such run (or no run), or the
+    run's samples cannot be read; the store is closed then. The caller closes it otherwise
+    (``with store: ...``).
+    """
+    if not Path(store_path).exists():
+        raise SparseBenchError(f"--store: {store_path} does not exist; run `sparsebench run` first")
+    store = ResultsStore(store_path, readonly=True)
+    run_id = run or store.latest_run_id()
+    if run_id is None or store.get_run(run_id) is None:
+        store.close()
+        raise SparseBenchError(f"--run: {run!r} is not in {store_path}" if run else f"--store: {store_path} holds no run")
+    try:
+        store.run_samples(run_id)
+    except SparseBenchError:
+        store.close()
+        raise
+    return store, run_id

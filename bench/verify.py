@@ -55,7 +55,7 @@ def _refusal(inputs: Tensor, adversarial: object) -> str:
 def verify(
     model: nn.Module,
     inputs: Tensor,
-    adversarial: Tensor,
+    adversarial: object,
     labels: Tensor,
     *,
     targets: Tensor | None = None,
@@ -91,6 +91,7 @@ def verify(
         checked = inputs.clone()
         valid = torch.zeros(batch, dtype=torch.bool, device=inputs.device)
     else:
+        assert isinstance(adversarial, Tensor)  # _refusal refused anything else
         checked = adversarial.detach().to(dtype=inputs.dtype)
         flat = checked.flatten(1)
         finite = torch.isfinite(flat).all(1)

@@ -45,7 +45,7 @@ class ModelUnavailableError(SparseBenchError, RuntimeError):
 
 def _torchvision_weights_file(arch: str, weights: str) -> tuple[pathlib.Path, str]:
     """Where torchvision caches the weights file, and its URL."""
-    from torchvision import models
+    from torchvision import models  # torchvision takes seconds to import: only where it is used
 
     weights_enum = models.get_model_weights(arch)[weights]
     url = weights_enum.url
@@ -84,7 +84,7 @@ def torchvision_classifier(
     ModelUnavailableError
         The weights are not cached and cannot be downloaded.
     """
-    from torchvision import models
+    from torchvision import models  # torchvision takes seconds to import: only where it is used
 
     if weights is None:
         network = models.get_model(arch, weights=None)

@@ -11,6 +11,8 @@ __all__ = ["summarize"]
 
 def __getattr__(name: str) -> Any:
     if name == "summarize":
+        # on first use: importing any reports module (the pytest plugin, loaded in every pytest session) runs
+        # this file, which stays light
         from reports.tables import summarize
 
         return summarize

@@ -42,27 +42,28 @@ for the pytest fixture of :mod:`reports.pytest_plugin` alike.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import math
 import re
-import sys
 import time
 import tomllib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+
+from bench.config import parse_config
 from bench.errors import SparseBenchError
-
-if TYPE_CHECKING:  # pandas is imported where it is used: `sparsebench --help` stays quick
-    import pandas as pd
+from bench.runner import run_benchmark
+from bench.store import ResultsStore
+from reports.tables import summarize
 
 __all__ = [
-    "DEFAULT_TOLERANCES", "Finding", "add_parser", "baseline_from_run", "check", "compare", "failures",
+    "COMPARE_TIME", "DEFAULT_TOLERANCES", "Finding", "baseline_from_run", "check", "compare", "failures",
     "findings_table", "read_baseline", "write_baseline",
 ]
 
@@ -167,8 +168,6 @@ def baseline_from_run(store, run_id: str, *, tolerances: Mapping[str, float] | N
     tolerances : mapping, optional
         Overrides of :data:`DEFAULT_TOLERANCES`.
     """
-    from reports.tables import summarize
-
     run = _get_run(store, run_id)
     summary = summarize(store.run_samples(run_id))
     units = []
@@ -220,8 +219,8 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     try:
         document = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        kind = "JSON" if path.suffix == ".json" else "TOML"
-        raise SparseBenchError(f"--baseline: {path} is not valid {kind}: {error}") from None
+        syntax = "JSON" if path.suffix == ".json" else "TOML"
+        raise SparseBenchError(f"--baseline: {path} is not valid {syntax}: {error}") from None
     if document.get("format") != FORMAT:
         raise SparseBenchError(f"{path}: format = {document.get('format')!r}; this SparseBench reads format {FORMAT}")
     for field, kind in (("provenance", dict), ("tolerances", dict), ("units", list), ("config", dict)):
@@ -336,6 +335,7 @@ def _compare_metric(name: str, metric: str, old: float | None, new: float | None
     if metric == "fooling_rate":
         points = tolerances["fooling_rate_drop_points"]
         allowed = f"drop {points:.1f}"
+        assert old is not None and new is not None  # a unit's fooling rate is never NaN: it has samples
         if new < old - points - _EPSILON:
             return finding(allowed, "regressed", f"allowed drop {points:.1f}")
         return finding(allowed, "improved" if new > old + _EPSILON else "ok")
@@ -429,8 +429,6 @@ def compare(baseline: Mapping[str, Any], run: Mapping[str, Any], summary: pd.Dat
 
 def findings_table(findings: list[Finding]) -> str:
     """The findings as a Markdown table (unit, metric, baseline, now, allowed, verdict), then what the notes say."""
-    import pandas as pd
-
     rows = [{"unit": f.unit, "metric": f.metric,
              "baseline": _shown(f.metric, f.baseline) if f.metric in _NAMES else "-",
              "now": _shown(f.metric, f.now) if f.metric in _NAMES else "-", "allowed": f.allowed, "verdict": f.verdict}
@@ -474,9 +472,6 @@ def check(baseline: str | Path | Mapping[str, Any], *, store: str | Path, run_id
     progress : bool
         Progress bars during ``rerun``.
     """
-    from bench.store import ResultsStore
-    from reports.tables import summarize
-
     if rerun and run_id is not None:
         raise SparseBenchError("--run: a run id and --rerun exclude each other")
     document = read_baseline(baseline) if isinstance(baseline, (str, Path)) else baseline
@@ -494,9 +489,6 @@ def check(baseline: str | Path | Mapping[str, Any], *, store: str | Path, run_id
 def _rerun(baseline: Mapping[str, Any], store, *, cache_dir: Path | None, load_model: Callable | None,
            progress: bool) -> str:
     """Run the baseline's config again as a new run (its own id: nothing stored is resumed)."""
-    from bench.config import parse_config
-    from bench.runner import run_benchmark
-
     try:
         config = parse_config(_drop_none(baseline["config"]))
     except ValueError as error:
@@ -504,108 +496,3 @@ def _rerun(baseline: Mapping[str, Any], store, *, cache_dir: Path | None, load_m
     run_id = f"{config.name}-{config.fingerprint()}-check-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     return run_benchmark(config, store, run_id=run_id, cache_dir=cache_dir, load_model=load_model, progress=progress)
 
-
-# command line ----------------------------------------------------------------------------------------------
-
-def cmd_baseline(args: argparse.Namespace) -> int:
-    from bench.store import ResultsStore
-
-    if not Path(args.store).exists():
-        raise SparseBenchError(f"--store: {args.store} does not exist; run `sparsebench run` first")
-    tolerances = {}
-    for flag, name in (("fooling_rate", "fooling_rate_drop_points"), ("l0", "median_l0_rise_fraction"),
-                       ("time", "seconds_rise_fraction")):
-        value = getattr(args, f"tolerance_{flag}")
-        if value is not None:
-            if not value >= 0:
-                raise SparseBenchError(f"--tolerance-{flag.replace('_', '-')}: {value!r} must be a number >= 0")
-            tolerances[name] = value
-    with ResultsStore(args.store, readonly=True) as store:
-        run_id = args.run or store.latest_run_id()
-        if run_id is None:
-            raise SparseBenchError(f"--store: {args.store} holds no run")
-        document = baseline_from_run(store, run_id, tolerances=tolerances)
-    path = write_baseline(document, args.out)
-    print(f"baseline of run {run_id} ({len(document['units'])} units) -> {path}", file=sys.stderr)
-    return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    if args.cache_dir is not None and not args.rerun:
-        raise SparseBenchError("--cache-dir: only --rerun loads models; leave it out when checking a stored run")
-    run_id, findings = check(args.baseline, store=args.store, run_id=args.run, rerun=args.rerun,
-                             cache_dir=args.cache_dir, compare_time=args.compare_time,
-                             progress=args.rerun and not args.no_progress)
-    print(f"run {run_id} against {args.baseline}")
-    print(findings_table(findings))
-    failed = failures(findings)
-    for finding in failed:
-        print(finding.message, file=sys.stderr)
-    improved = [f for f in findings if f.verdict == "improved"]
-    if failed:
-        print(f"sparsebench check: {len(failed)} regression(s) against {args.baseline}", file=sys.stderr)
-        return 1
-    print(f"sparsebench check: no regression against {args.baseline}"
-          + (f"; {len(improved)} improvement(s): `sparsebench baseline --store {args.store} --run {run_id} "
-             f"--out {args.baseline}` refreshes it" if improved else ""),
-          file=sys.stderr)
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``baseline`` and ``check`` to the ``sparsebench`` command."""
-    from bench.cli import DEFAULT_STORE
-
-    def percent(name: str) -> str:
-        return f"{DEFAULT_TOLERANCES[name]}, i.e. {100 * DEFAULT_TOLERANCES[name]:.0f}%%"
-
-    baseline = subparsers.add_parser(
-        "baseline", help="write a regression baseline (TOML) of a stored run",
-        description="Write the numbers of a stored run that later runs must keep, per dataset/model/attack/mode: "
-                    "fooling rate, median L0 (pixels, elements), seconds per sample, samples; with tolerances "
-                    "(edit them in the file, also per unit) and the run's provenance and config, so that "
-                    "`sparsebench check --rerun` can run it again.",
-        epilog="example: sparsebench run --config gate.toml && sparsebench baseline --out baseline.toml")
-    baseline.add_argument("--store", type=Path, default=DEFAULT_STORE,
-                          help=f"SQLite results store (default: {DEFAULT_STORE})")
-    baseline.add_argument("--run", help="run id (default: the latest run in the store)")
-    baseline.add_argument("--out", type=Path, required=True,
-                          help="baseline file to write: TOML, or JSON when the name ends in .json")
-    baseline.add_argument("--tolerance-fooling-rate", type=float, metavar="PTS",
-                          help="percentage points the fooling rate may fall "
-                               f"(default: {DEFAULT_TOLERANCES['fooling_rate_drop_points']})")
-    baseline.add_argument("--tolerance-l0", type=float, metavar="FRACTION",
-                          help="relative rise allowed for median L0, pixels and elements "
-                               f"(default: {percent('median_l0_rise_fraction')})")
-    baseline.add_argument("--tolerance-time", type=float, metavar="FRACTION",
-                          help="relative rise allowed for seconds per sample "
-                               f"(default: {percent('seconds_rise_fraction')})")
-    baseline.set_defaults(func=cmd_baseline)
-
-    check_parser = subparsers.add_parser(
-        "check", help="check a run against a baseline; exit 1 on a regression",
-        description="Compare a run with a baseline unit by unit and print a table (unit, metric, baseline, now, "
-                    "allowed, verdict). Exit 0 when nothing regressed, 1 when something did (each regression "
-                    "named on stderr), 2 on a usage error. A unit missing from the run fails; a unit new in the "
-                    "run, and an improvement, are reported only. Seconds per sample are compared only when "
-                    "the hardware matches the baseline's.",
-        epilog="The run checked is --run, else the latest run in --store of the baseline's config name "
-               "(`sparsebench run` resumes a finished run rather than running it again: use a fresh store, "
-               "or --rerun).")
-    check_parser.add_argument("--baseline", type=Path, required=True,
-                              help="baseline file (from `sparsebench baseline`)")
-    check_parser.add_argument("--store", type=Path, default=DEFAULT_STORE,
-                              help=f"SQLite results store to read the run from, or with --rerun to write it to "
-                                   f"(default: {DEFAULT_STORE})")
-    which = check_parser.add_mutually_exclusive_group()
-    which.add_argument("--run", help="run id (default: the latest run of the baseline's config name)")
-    which.add_argument("--rerun", action="store_true",
-                       help="run the baseline's config again (a new run in --store) and check that run")
-    check_parser.add_argument("--cache-dir", type=Path, default=None,
-                              help="with --rerun: model and data cache "
-                                   "(default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
-    check_parser.add_argument("--compare-time", choices=COMPARE_TIME, default="auto",
-                              help="auto (default): compare seconds per sample only on the baseline's hardware; "
-                                   "always; never")
-    check_parser.add_argument("--no-progress", action="store_true", help="with --rerun: hide progress bars")
-    check_parser.set_defaults(func=cmd_check)

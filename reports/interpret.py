@@ -74,9 +74,7 @@ Target layer
 
 from __future__ import annotations
 
-import argparse
 import copy
-import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -85,12 +83,18 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from attacks.norms import changed
+from bench.config import stored_dataset
 from bench.errors import SparseBenchError
+from bench.paths import inside
 from reports.escaping import markdown_code_block, markdown_escape, option, shell_command
+from reports.plots import _pyplot
+from reports.transfer import rebuild_examples
 
 __all__ = [
-    "CATEGORIES", "DEFAULT_QUANTILE", "add_parser", "categorize", "default_target_layer", "evidence_region",
-    "grad_cam", "guided_grad_cam", "interpretation", "noise_summary", "resolve_target_layer",
+    "CATEGORIES", "DEFAULT_QUANTILE", "FILES", "INSTALL", "categorize", "default_target_layer", "evidence_region",
+    "grad_cam", "guided_grad_cam", "interpretation", "noise_summary", "require_grad_cam", "resolve_target_layer",
+    "unit_folder",
 ]
 
 #: The four kinds of perturbed pixel, in the order of :func:`categorize`'s codes 0 to 3.
@@ -101,7 +105,7 @@ FILES = {"figure": "interpret.png", "report": "interpret.md", "samples": "interp
 
 ModelLoader = Callable[[str, str], nn.Module]
 
-_INSTALL = "pip install 'sparsebench[interpret]' (the grad-cam==1.5.7 package)"
+INSTALL = "pip install 'sparsebench[interpret]' (the grad-cam==1.5.7 package)"
 
 
 def _grad_cam_package():
@@ -109,8 +113,13 @@ def _grad_cam_package():
     try:
         import pytorch_grad_cam
     except ImportError as error:
-        raise ImportError(f"interpret needs the grad-cam package: {_INSTALL}") from error
+        raise ImportError(f"interpret needs the grad-cam package: {INSTALL}") from error
     return pytorch_grad_cam
+
+
+def require_grad_cam() -> None:
+    """Raise ``ImportError`` naming the extra that installs it unless the grad-cam package imports."""
+    _grad_cam_package()
 
 
 def _check_quantile(quantile: float) -> None:
@@ -194,11 +203,11 @@ def default_target_layer(model: nn.Module) -> nn.Module:
         layer4 = getattr(module, "layer4", None)
         if isinstance(layer4, nn.Sequential) and len(layer4):
             return layer4[-1]
-    convolutions = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
-    if not convolutions:
+    conv_layers = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
+    if not conv_layers:
         raise SparseBenchError(f"target_layer: {type(model).__name__} has no Conv2d layer, so no Grad-CAM; "
                          "pass a layer (a module or its dotted name) whose output is (B, C, H, W)")
-    return convolutions[-1]
+    return conv_layers[-1]
 
 
 def resolve_target_layer(model: nn.Module, target_layer: nn.Module | str | None = None) -> nn.Module:
@@ -346,10 +355,6 @@ def interpretation(store, run_id: str, load_model: ModelLoader, *, attack: str, 
     ImportError
         The grad-cam package is missing.
     """
-    from attacks.norms import changed
-    from bench.config import stored_dataset
-    from reports.transfer import rebuild_examples
-
     _check_quantile(quantile)
     if n_samples < 1:
         raise SparseBenchError(f"n_samples: {n_samples} is not a positive number of samples")
@@ -479,10 +484,8 @@ def _figure(path: Path, rows: pd.DataFrame, clean: np.ndarray, adversarial: np.n
             adversarial_maps: np.ndarray, guided_true: np.ndarray, guided_adversarial: np.ndarray,
             codes: list[np.ndarray], quantile: float) -> Path:
     """The grid of Figures 4 and 6: a row per sample, seven panels."""
-    from matplotlib.patches import Patch
-    from pytorch_grad_cam.utils.image import deprocess_image
-
-    from reports.plots import _pyplot
+    from matplotlib.patches import Patch  # matplotlib (heavy) only when a figure is drawn, as in reports.plots
+    from pytorch_grad_cam.utils.image import deprocess_image  # optional: the grad-cam extra
 
     plt = _pyplot()
     figure, axes = plt.subplots(len(rows), 7, figsize=(15, 2.4 * len(rows) + 0.8), squeeze=False)
@@ -597,76 +600,14 @@ def _write_report(path: Path, table: pd.DataFrame, figure: Path | None, *, store
 
 
 # --------------------------------------------------------------------------
-# Command line
+# Where a unit's report goes
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-def cmd_interpret(args: argparse.Namespace) -> int:
-    from bench.cli import open_run
-    from bench.models import load_model
-    from bench.paths import inside
-    from bench.runner import resolve_device
-
-    _grad_cam_package()
-    device = resolve_device(args.device)
-    loader = functools.cache(lambda name, dataset: load_model(name, dataset, cache_dir=args.cache_dir, device=device))
-    store, run_id = open_run(args.store, args.run)
-    tables = []
-    with store:
-        for attack in args.attack:
-            directory = inside(args.out, run_id, "interpret", _slug(f"{args.model}-{attack}-{args.mode}"))
-            tables.append(interpretation(
-                store, run_id, loader, attack=attack, model=args.model, mode=args.mode, n_samples=args.samples,
-                quantile=args.quantile, dataset=args.dataset, target_layer=args.target_layer,
-                figure_samples=args.figure_samples, out=directory))
-            print(f"{attack}: {directory / FILES['report']}, {FILES['figure']} and {FILES['samples']} beside it")
-    summary = noise_summary(pd.concat(tables, ignore_index=True))
-    print(f"\nFractions of perturbed pixels (top {args.quantile:g} of each Grad-CAM map = a class's evidence):")
-    columns = ["attack", "samples", "median_l0_pixels", *(f"{name}_mean" for name in CATEGORIES), "in_true_region",
-               "true_region", "in_adversarial_region", "adversarial_region", "adversarial_on_clean"]
-    print(summary[columns].to_markdown(index=False, floatfmt=".3f"))
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    """Add ``interpret`` to ``sparsebench``'s subcommands."""
-    from bench.cli import DEFAULT_OUT, DEFAULT_STORE
-
-    parser = subparsers.add_parser(
-        "interpret", help="Grad-CAM of a run's stored examples: obscuring and leading noise (Lin et al., Sec. 5.3)",
-        description="Rebuild a run's successful adversarial examples from the store and split each perturbation "
-                    "with Grad-CAM: a perturbed pixel is 'obscuring' when it lies in the true class's evidence "
-                    "region on the clean image, 'leading' when it lies in the adversarial class's evidence region "
-                    "on the adversarial image, 'both' or 'neither' otherwise; a class's evidence region is the top "
-                    "--quantile fraction of its Grad-CAM map (rectified, upsampled, normalised to [0, 1]). Writes "
-                    "per attack a folder <out>/<run>/interpret/<model>-<attack>-<mode>/ with interpret.md (mean "
-                    "and median fractions over the samples beside chance), interpret.png (clean, adversarial, "
-                    "perturbation, Grad-CAM and Guided Grad-CAM of both classes, as the paper's Figures 4 and 6) "
-                    "and interpret-samples.csv. Needs the grad-cam package: " + _INSTALL + ".",
-        epilog="Example: sparsebench interpret --store results/sparsebench.sqlite --attack lin2025-improved "
-               "--attack fmn-l0 --model smallcnn-standard --mode targeted --samples 50")
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE,
-                        help=f"SQLite results store (default: {DEFAULT_STORE})")
-    parser.add_argument("--run", help="run id (default: the latest run)")
-    parser.add_argument("--attack", action="append", required=True, metavar="LABEL",
-                        help="attack label as in the run's config; repeat for several (one report each)")
-    parser.add_argument("--model", required=True, help="model name as in the run (e.g. smallcnn-standard)")
-    parser.add_argument("--mode", choices=["untargeted", "targeted"], default="untargeted", help="default: untargeted")
-    parser.add_argument("--dataset", help="only when the run attacked the model on several datasets")
-    parser.add_argument("--samples", type=int, default=50,
-                        help="successful examples to interpret, the first by test index (default: 50)")
-    parser.add_argument("--quantile", type=float, default=DEFAULT_QUANTILE,
-                        help=f"top fraction of a Grad-CAM map that counts as a class's evidence, in (0, 1] "
-                             f"(default: {DEFAULT_QUANTILE})")
-    parser.add_argument("--figure-samples", type=int, default=4, help="rows of the figure (default: 4)")
-    parser.add_argument("--target-layer", metavar="NAME",
-                        help="Grad-CAM layer by dotted module name, e.g. features.4 (default: the rectified last "
-                             "conv layer of SmallCNN and VGG, layer4[-1] of ResNets, else the last Conv2d)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="model cache (default: $SPARSEBENCH_CACHE or ~/.cache/sparsebench)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: auto)")
-    parser.set_defaults(func=cmd_interpret)
+def unit_folder(out: str | Path, run_id: str, *, model: str, attack: str, mode: str) -> Path:
+    """``<out>/<run>/interpret/<model>-<attack>-<mode>/``, where ``sparsebench interpret`` writes one unit's
+    :data:`FILES`; refused (:func:`bench.paths.inside`) unless it lies inside ``out``."""
+    return inside(out, run_id, "interpret", _slug(f"{model}-{attack}-{mode}"))

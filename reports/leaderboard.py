@@ -17,7 +17,6 @@ Rankings, per (dataset, model, mode):
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import re
@@ -25,7 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -38,19 +39,18 @@ from reports.escaping import (
     option,
     shell_command,
 )
-from reports.tables import format_table, summarize
+from reports.plots import robust_accuracy_curves, time_versus_l0
+from reports.tables import PROPOSED, format_table, summarize
 
 if TYPE_CHECKING:
     from bench.store import ResultsStore
 
-__all__ = ["PROPOSED", "Leaderboard", "add_parser", "align_samples", "build_leaderboard", "cmd_leaderboard",
-           "load_samples", "optimality", "optimality_scores", "parse_budgets", "write_html", "write_leaderboard",
+__all__ = ["PROPOSED", "UNITS", "Leaderboard", "align_samples", "build_leaderboard", "load_samples",
+           "optimality", "optimality_scores", "parse_budgets", "write_html", "write_leaderboard",
            "write_markdown"]
 
-PROPOSED = "lin2025"
 GROUP = ["dataset", "model", "mode"]
 UNITS = ("pixels", "elements")
-DEFAULT_OUT = Path("results") / "leaderboard"
 
 
 def load_samples(store: ResultsStore, run_ids: Sequence[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
@@ -357,8 +357,6 @@ def write_markdown(board: Leaderboard, path: Path, figures: dict[str, Path], com
     Every name from the store (run ids and names, labels, models, datasets, provenance) is escaped
     (:func:`reports.escaping.markdown_escape`); ``command``, shell-quoted, is shown verbatim in a code block.
     """
-    from urllib.parse import quote
-
     lines = ["# SparseBench leaderboard", "",
              f"Runs: {', '.join(markdown_escape(run['run_id']) for run in board.runs)} (provenance at the end).", "",
              "Regenerate (from the store; no attack reruns):", "", markdown_code_block(command), "",
@@ -422,8 +420,6 @@ def write_html(board: Leaderboard, path: Path, figures: dict[str, Path], command
     script writes ``data-ready="1"`` on ``<body>`` when done and ``data-error``
     if anything raised.
     """
-    import jinja2
-
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined)
     columns = _table_columns(board)
@@ -461,20 +457,20 @@ def write_html(board: Leaderboard, path: Path, figures: dict[str, Path], command
 
 
 def write_leaderboard(store: ResultsStore, run_ids: Sequence[str], out: str | Path, *, budgets: Sequence[int] | None = None,
-                      unit: str | None = None, proposed: str = PROPOSED) -> dict[str, Path]:
+                      unit: str | None = None, proposed: str | None = None) -> dict[str, Path]:
     """Write ``leaderboard.md``, ``leaderboard.html`` and ``plots/*.png`` into ``out`` from the store alone.
 
     ``budgets`` default to the union of the runs' config budgets, ``unit`` to
-    the first run's budget unit.
+    the first run's budget unit, ``proposed`` to the first run's config's
+    proposed attack (``proposed`` in a config; :data:`PROPOSED` by default).
     """
-    from reports.plots import robust_accuracy_curves, time_versus_l0
-
     samples, runs = load_samples(store, run_ids)
     unit = unit or runs[0]["config"].get("budget_unit", "pixels")
     if unit not in UNITS:
         raise SparseBenchError(f"--unit: {unit!r} is not one of {', '.join(UNITS)}")
     if budgets is None:
         budgets = sorted({int(k) for run in runs for k in run["config"].get("budgets", ())})
+    proposed = proposed or runs[0]["config"].get("proposed", PROPOSED)
     board = build_leaderboard(samples, runs, budgets=budgets, unit=unit, proposed=proposed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -501,45 +497,3 @@ def parse_budgets(text: str) -> list[int]:
         budgets.append(int(part))
     return sorted(set(budgets))
 
-
-def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from bench.store import ResultsStore
-
-    if not Path(args.store).exists():
-        raise SparseBenchError(f"--store: {args.store} does not exist; run `sparsebench run` first")
-    budgets = parse_budgets(args.budgets) if args.budgets is not None else None
-    with ResultsStore(args.store, readonly=True) as store:
-        run_ids = args.run or [store.latest_run_id()]
-        if run_ids == [None]:
-            raise SparseBenchError(f"--store: {args.store} holds no run")
-        paths = write_leaderboard(store, run_ids, args.out, budgets=budgets, unit=args.unit)
-    print(f"leaderboard: {paths['markdown']} and {paths['html']} (self-contained; open it in a browser)")
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    """Add ``leaderboard`` to ``sparsebench``'s subcommands."""
-    from bench.cli import DEFAULT_STORE
-
-    parser = subparsers.add_parser(
-        "leaderboard", help="rank the attacks of stored runs (Markdown and a self-contained HTML page)",
-        description="Rank the attacks per dataset, model and mode by AttackBench's optimality score (area under "
-                    "the robust-accuracy-against-L0 curve relative to the per-sample best any compared attack "
-                    "found; 1.0 = the best on every sample), by fooling rate within each L0 budget and overall, "
-                    "and by median L0 over successful samples. Only samples that every compared attack ran on "
-                    "count; the pages say how many were dropped. Writes leaderboard.md and leaderboard.html "
-                    "(inline CSS, JS and figures: opens offline; click a header to sort, or add "
-                    "#sort=<table id>:<column>:<asc|desc> to its URL) from the store alone.",
-        epilog="Example: sparsebench leaderboard --run default-0123abcd --run offline-search-4567ef01 "
-               "--budgets 1,5,20 --out results/leaderboard")
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"SQLite results store (default: {DEFAULT_STORE})")
-    parser.add_argument("--run", action="append", metavar="ID",
-                        help="run id; repeat to combine runs that attacked the same samples of the same models "
-                             "with different attacks (default: the latest run)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--budgets", metavar="K,K,...",
-                        help="L0 budgets for the fr@k columns, e.g. 1,2,5,10 (default: the runs' config budgets)")
-    parser.add_argument("--unit", choices=UNITS, default=None,
-                        help="count L0 in pixels (any channel changed) or elements (default: the first run's "
-                             "budget unit)")
-    parser.set_defaults(func=cmd_leaderboard)

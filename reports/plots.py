@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.config import stored_dataset
 from bench.paths import inside
+from reports.transfer import rebuild_examples
 
 __all__ = ["example_grid", "find_sweeps", "robust_accuracy_curves", "sweep_curves", "time_versus_l0"]
 
@@ -34,6 +36,7 @@ PANEL_KEY = ["dataset", "model", "mode"]
 
 
 def _pyplot():
+    # matplotlib (heavy) is imported when a figure is drawn, not when a command that draws none imports this module
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -87,7 +90,7 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def robust_accuracy(samples: pd.DataFrame, budgets: Sequence[int], unit: str = "pixels") -> np.ndarray:
+def robust_accuracy(samples: pd.DataFrame, budgets: Iterable[int], unit: str = "pixels") -> np.ndarray:
     """Robust accuracy (%) of one unit's samples at each budget: not fooled within ``k`` changes."""
     success = samples["success"].astype(bool).to_numpy()
     l0 = samples[f"l0_{unit}"].to_numpy()
@@ -239,9 +242,6 @@ def example_grid(store, run_id: str, path: Path, *, model: str | None = None, mo
     the perturbation ``max_c |x_adv - x|`` per pixel, titled with its L0 in
     pixels and elements. Returns None when the run has nothing to draw.
     """
-    from bench.config import stored_dataset
-    from reports.transfer import rebuild_examples
-
     samples = store.samples(run_id)
     if samples.empty:
         return None

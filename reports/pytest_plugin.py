@@ -57,6 +57,7 @@ def sparsebench_gate(request: pytest.FixtureRequest) -> Callable[..., list]:
     def gate(baseline: str | Path, store: str | Path = Path("results") / "sparsebench.sqlite", *,
              run: str | None = None, rerun: bool = False, cache_dir: str | Path | None = None,
              compare_time: str = "auto", load_model: Callable | None = None) -> list:
+        # when the fixture is used: pytest loads this plugin in every session, and the gate imports the harness
         from reports.gate import check, failures, findings_table
 
         baseline, store = root / baseline, root / store

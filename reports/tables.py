@@ -115,7 +115,11 @@ def order_like_config(summary: pd.DataFrame, config: dict) -> pd.DataFrame:
     return summary.iloc[ranks.sort_values(KEY, kind="stable").index].reset_index(drop=True)
 
 
-def proposed_versus_best(summary: pd.DataFrame, proposed: str = "lin2025") -> pd.DataFrame:
+PROPOSED = "lin2025"
+"""The proposed attack a report compares with the best other one, unless a config names another (``proposed``)."""
+
+
+def proposed_versus_best(summary: pd.DataFrame, proposed: str = PROPOSED) -> pd.DataFrame:
     """Per dataset x model x mode, the proposed attack beside the best other attack.
 
     "Best" ranks by fooling rate, then by median L0 in pixels (lower is

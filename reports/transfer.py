@@ -111,15 +111,15 @@ def _cell(target: nn.Module, target_name: str, key: tuple, unit: pd.DataFrame, c
     source, attack, mode = key
     labels = torch.tensor(unit["label"].to_numpy())
     goals = torch.tensor(unit["target"].to_numpy(dtype="int64")) if mode == "targeted" else None
-    correct, fooled = [], []
+    correct_parts, fooled_parts = [], []
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
             part = slice(start, start + batch_size)
             x, x_adv, y = clean[part].to(device), adversarial[part].to(device), labels[part].to(device)
-            correct.append(target(x).argmax(1).cpu() == labels[part])
+            correct_parts.append(target(x).argmax(1).cpu() == labels[part])
             verified = verify(target, x, x_adv, y, targets=goals[part].to(device) if goals is not None else None)
-            fooled.append(torch.as_tensor(verified.success))
-    correct, fooled = torch.cat(correct), torch.cat(fooled)
+            fooled_parts.append(torch.as_tensor(verified.success))
+    correct, fooled = torch.cat(correct_parts), torch.cat(fooled_parts)
     counted = int(correct.sum())
     return {
         "dataset": dataset_name, "attack": attack, "mode": mode, "source": source, "target": target_name,

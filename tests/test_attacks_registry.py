@@ -96,3 +96,17 @@ def test_registry_entries_are_complete():
         # An arXiv id, or a statement that the paper has none (then the venue and pages).
         assert re.search(r"arXiv:\d{4}\.\d{4,5}|no arXiv version", entry.citation), entry.name
         entry.load()  # importable
+
+
+@pytest.mark.parametrize("inputs,labels,message", [
+    (torch.zeros(2, 784), torch.zeros(2, dtype=torch.long), r"inputs: expected float images \(B, C, H, W\)"),
+    (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), r"got torch.uint8"),
+    (torch.full((2, 1, 28, 28), 2.0), torch.zeros(2, dtype=torch.long), r"expected images in \[0, 1\], got \[2, 2\]"),
+    (torch.zeros(2, 1, 28, 28), torch.zeros(3, dtype=torch.long), r"labels: expected integer classes of shape \(2,\)"),
+    (torch.zeros(2, 1, 28, 28), torch.zeros(2), r"labels: expected integer classes .* got torch.float32"),
+])
+def test_the_contract_is_checked_once_for_every_attack(inputs, labels, message, tiny_model):
+    """Attack.__call__ checks the contract's inputs, whatever the attack's module does."""
+    for name in ("i-fgsm", "sigma-zero", "sparse-rs"):
+        with pytest.raises(ValueError, match=message):
+            get_attack(name)(tiny_model, inputs, labels)

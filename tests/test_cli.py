@@ -168,3 +168,42 @@ def test_a_user_error_is_one_line_a_bug_is_a_traceback(tmp_path):
               '[[datasets]]\nname = "d"\nfunction = "outside_contracts:buggy_dataset"\nnum_classes = 10\n'
               'family = "mnist"\nmodels = ["m"]\n[[attacks]]\nname = "i-fgsm"\n')
     assert bug.returncode == 1 and "Traceback" in bug.stderr and "internal bug: index out of step" in bug.stderr
+
+
+def test_list_configs_and_the_config_help_name_every_packaged_config(capsys):
+    from bench.cli import build_parser
+    from bench.config import packaged_configs
+
+    assert main(["list", "--configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(packaged_configs())
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)  # each with what it measures
+    run_help = next(a for a in build_parser()._subparsers._group_actions[0].choices["run"]._actions
+                    if "--config" in a.option_strings).help
+    assert all(name in run_help for name in packaged_configs())
+
+
+def test_reproduce_fig7_online_says_it_runs_offline_only(capsys):
+    assert main(["reproduce", "fig7", "--online"]) == 2
+    assert "run on the offline models only (config lin2025-fig7); leave out --online" in capsys.readouterr().err
+
+
+def test_the_proposed_attack_is_a_config_field(tmp_path, tiny_model):
+    """A report compares the config's proposed attack with the best other one; a label it lacks is refused."""
+    from bench.config import parse_config
+    from bench.runner import run_benchmark
+    from bench.store import ResultsStore
+
+    attacks = [{"name": "i-fgsm", "label": "mine", "overrides": {"eps": 0.3, "alpha": 0.05}},
+               {"name": "i-fgsm", "label": "other", "overrides": {"eps": 0.05, "alpha": 0.01}}]
+    config = parse_config({"name": "p", "n_samples": 6, "batch_size": 6, "modes": ["untargeted"], "proposed": "mine",
+                           "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
+                           "attacks": attacks})
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
+    assert main(["report", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / run_id / "report.md").read_text()
+    assert "The proposed attack (mine) beside the best other attack" in report
+    with pytest.raises(ValueError, match=r"config.proposed: 'mien' is not a label of this config's attacks"):
+        parse_config({"proposed": "mien", "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
+                      "attacks": attacks})

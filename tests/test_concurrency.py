@@ -266,7 +266,7 @@ def test_two_new_runs_in_the_same_second_get_distinct_ids(tmp_path, monkeypatch)
         started.append(bench.runner.start_run(config, store, run_id, bench.runner.resolve_device("cpu")))
         return run_id
 
-    monkeypatch.setattr(bench.runner, "run_benchmark", fake_run)
+    monkeypatch.setattr(bench.cli, "run_benchmark", fake_run)
     monkeypatch.setattr(bench.cli, "_report", lambda *a, **k: {})
     monkeypatch.setattr(time, "strftime", lambda *_: "-20260101T000000")  # the same second
     for _ in range(2):

@@ -146,7 +146,7 @@ def test_outside_attack_errors(table, message):
     (with_(attacks=[{"name": "sparse-rs-min", "overrides": {"budgets": [5, 1]}}]), r"sparse-rs-min.budgets: \[5, 1\] must be strictly increasing"),
     (with_(attacks=[{"name": "sparse-rs-min", "overrides": {"budgets": [0, 1]}}]), r"sparse-rs-min.budgets: 0 is outside its valid range \[1, inf\)"),
     (with_(device="cuda:abc"), r"config.device: 'cuda:abc' is not one of auto, cpu, cuda, cuda:N, mps"),
-    (with_(seed=2**64), r"config.seed: 18446744073709551616 must be below 2\*\*63"),
+    (with_(seed=2**64), r"config.seed: 18446744073709551616 must be >= 0 and below 2\*\*63"),
     (with_(attacks=[{"name": "i-fgsm", "label": ""}]), r"config.attacks\[0\].label: '' must start with a letter or digit"),
     (with_(attacks=[{"name": "i-fgsm", "label": "a|b"}]), r"config.attacks\[0\].label: 'a\|b' must start"),
     (with_(name="../../../escaped"), r"config.name: '../../../escaped' must start with a letter or digit"),

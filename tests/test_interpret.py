@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -11,13 +10,13 @@ import torch
 from torch import nn
 
 from bench.architectures import Normalize, SmallCNN, SmallMLP, prepare_model
+from bench.cli import build_parser
 from bench.config import parse_config
 from bench.data import get_batch, load_dataset
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
 from reports.interpret import (
     CATEGORIES,
-    add_parser,
     categorize,
     default_target_layer,
     evidence_region,
@@ -173,8 +172,7 @@ def test_interpretation_of_a_real_run(tmp_path, tiny_cnn):
 
 
 def test_command_line(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="sparsebench")
-    add_parser(parser.add_subparsers())
+    parser = build_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["interpret", "--help"])
     assert "obscuring" in capsys.readouterr().out

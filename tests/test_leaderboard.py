@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -12,23 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.cli import build_parser
 from bench.config import parse_config
 from bench.runner import run_benchmark
 from bench.store import ResultsStore, SampleRow
-from reports.leaderboard import add_parser, align_samples, optimality, optimality_scores, write_leaderboard
+from reports.leaderboard import align_samples, optimality, optimality_scores, write_leaderboard
 from reports.plots import robust_accuracy
 
 INF = np.inf
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparsebench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
-
-
 def _leaderboard(*argv: str) -> int:
-    args = _parser().parse_args(["leaderboard", *argv])
+    args = build_parser().parse_args(["leaderboard", *argv])
     return args.func(args)
 
 
@@ -170,7 +164,7 @@ def test_errors_name_the_option(tmp_path):
 
 def test_help_says_what_it_ranks(capsys):
     with pytest.raises(SystemExit) as exit_:
-        _parser().parse_args(["leaderboard", "--help"])
+        build_parser().parse_args(["leaderboard", "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     for words in ("--store", "--run", "--out", "--budgets", "--unit", "optimality", "#sort=", "repeat"):

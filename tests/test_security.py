@@ -99,13 +99,14 @@ def test_report_refuses_a_run_id_edited_to_leave_out(tmp_path, plain_store, caps
 @pytest.mark.parametrize("bad", ["../../../escaped", "ABSOLUTE"])
 def test_run_refuses_a_config_name_that_leaves_out(tmp_path, tiny_model, monkeypatch, capsys, bad):
     """Whatever the config parser accepts, ``run`` writes its report inside --out or not at all."""
+    import bench.cli
     import bench.config
     import bench.runner
 
     bad = str(tmp_path / "abs-escaped") if bad == "ABSOLUTE" else bad
     load_config, run = bench.config.load_config, bench.runner.run_benchmark
-    monkeypatch.setattr(bench.config, "load_config", lambda path: dataclasses.replace(load_config(path), name=bad))
-    monkeypatch.setattr(bench.runner, "run_benchmark",
+    monkeypatch.setattr(bench.cli, "load_config", lambda path: dataclasses.replace(load_config(path), name=bad))
+    monkeypatch.setattr(bench.cli, "run_benchmark",
                         lambda *a, **k: run(*a, **{**k, "load_model": lambda *_: tiny_model}))
     config = tmp_path / "c.toml"
     config.write_text('name = "sec"\nn_samples = 3\nbatch_size = 3\nmodes = ["untargeted"]\nbudgets = [5]\n'
@@ -120,12 +121,11 @@ def test_run_refuses_a_config_name_that_leaves_out(tmp_path, tiny_model, monkeyp
 
 def test_transfer_and_interpret_refuse_a_run_id_that_leaves_out(tmp_path, plain_store, tiny_model, monkeypatch,
                                                                  capsys):
-    import bench.models
-    import reports.interpret
+    import bench.cli
 
     store, run_id = _copy(plain_store, tmp_path / "store")
     _rename_run(store, run_id, "../../escaped")
-    monkeypatch.setattr(bench.models, "load_model", lambda *a, **k: tiny_model)
+    monkeypatch.setattr(bench.cli, "load_model", lambda *a, **k: tiny_model)
     written = []
 
     def interpretation(*args, out, **kwargs):  # stands in for Grad-CAM: writes where it is told
@@ -134,7 +134,7 @@ def test_transfer_and_interpret_refuse_a_run_id_that_leaves_out(tmp_path, plain_
         written.append(out)
         raise AssertionError("interpretation ran")
 
-    monkeypatch.setattr(reports.interpret, "interpretation", interpretation)
+    monkeypatch.setattr(bench.cli, "interpretation", interpretation)
     out = tmp_path / "a" / "b" / "out"
     before = _files(tmp_path)
     assert main(["transfer", "--store", str(store), "--run", "../../escaped", "--out", str(out),
