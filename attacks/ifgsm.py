@@ -28,27 +28,17 @@ def i_fgsm(
     It is dense: nearly every value changes, which is why it is the
     reference the sparse attacks are measured against.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Move towards ``labels`` instead of away from them.
     eps : float
         Linf radius, in input units ([0, 1] scale). Default 4/255 (Lin et al., Section 5.1).
     alpha : float
         Step size per iteration, in input units. Default 1/255.
     steps : int
         Number of iterations. Default 10.
-
-    Returns
-    -------
-    Tensor
-        Adversarial images, same shape as ``inputs``, in [0, 1].
     """
     lower = (inputs - eps).clamp_(0, 1)
     upper = (inputs + eps).clamp_(0, 1)

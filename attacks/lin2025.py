@@ -149,16 +149,12 @@ def lin2025(
     uses tensor operations only (no ``.item()``, no branching on values) except
     the optional check every ``patience`` steps.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1]. The model is used as
+    it is (the harness puts it in eval mode); the attack runs on the inputs' device.
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1]; used as it is (the harness puts it in eval mode).
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1]; the attack runs on their device.
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Succeed when the target is predicted, otherwise when the true class is not.
     eps : float
         Linf radius of the I-FGSM start, in input units; also sets the threshold
         ``tau/eps`` and ``Omega``. Default 4/255 (Section 5.1).
@@ -233,7 +229,7 @@ def lin2025(
     Returns
     -------
     Tensor
-        Adversarial images, same shape and dtype as ``inputs``, inside [0, 1].
+        Same dtype as ``inputs``.
 
     Notes
     -----

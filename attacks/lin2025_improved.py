@@ -71,10 +71,11 @@ def lin2025_improved(
        if its current masked example is adversarial, divided by it otherwise
        (a Lagrange-multiplier-like balance). ``lam_factor = 0`` is a fixed ``lam``.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model, inputs, labels, targeted
-        As in :func:`attacks.lin2025.lin2025`.
     eps, alpha, ifgsm_steps : float, float, int
         The I-FGSM start (Linf radius, step, iterations); ``eps`` also sets the
         threshold ``tau/eps``.
@@ -95,7 +96,7 @@ def lin2025_improved(
     Returns
     -------
     Tensor
-        Adversarial images (clean input where none was found), inside [0, 1].
+        The clean input where none was found.
     """
     check_choice("untargeted_label", untargeted_label, UNTARGETED_LABELS)
     check_real("eps", eps, low=0, low_open=True)

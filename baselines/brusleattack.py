@@ -104,16 +104,12 @@ def brusleattack(
     p_j`` untargeted and the cross-entropy of the target when targeted, as
     in the authors' release.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1]. Only the model's
+    outputs are used.
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1]. Only its outputs are used.
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Seek ``labels`` (the targets) instead of any class but ``labels``.
     k : int
         Budget B in pixels, ``1 <= k <= H * W``. Default 24 (our choice:
         Sparse-RS's CIFAR-10 budget, so that the two compare at equal k; the
@@ -136,10 +132,9 @@ def brusleattack(
     Returns
     -------
     Tensor
-        Adversarial images, same shape as ``inputs``, in [0, 1], differing
-        from ``inputs`` in at most ``k`` pixels: the clean input where it
-        already succeeds, the first successful candidate, or else the mask
-        of lowest loss found.
+        Differing from ``inputs`` in at most ``k`` pixels: the clean input where
+        it already succeeds, the first successful candidate, or else the mask of
+        lowest loss found.
 
     Notes
     -----

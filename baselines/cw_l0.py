@@ -62,16 +62,11 @@ def cw_l0(
     that start at 0 or 1 can move. Batched: every sample has its own
     allowed set, constant and state; finished samples leave the batch.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Make ``labels`` the predicted class instead of leaving it.
     confidence : float
         ``kappa``, the logit margin the loss asks for beyond the boundary
         (logits). Default 0 (paper).
@@ -99,8 +94,7 @@ def cw_l0(
     Returns
     -------
     Tensor
-        Adversarial images, same shape as ``inputs``, in [0, 1]; samples
-        without any success are returned unchanged.
+        Samples without any success are returned unchanged.
 
     Notes
     -----

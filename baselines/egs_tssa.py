@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from attacks.checks import check_int, check_real
 from attacks.losses import adversarial_cross_entropy, logit_margin
 from attacks.projections import top_k_mask
-from baselines.generators import ConvGenerator, ensure_generator, training_batches
+from baselines.generators import ConvGenerator, ensure_generator, training_batches, training_data
 
 __all__ = ["egs_tssa", "group_mask", "prepare_egs_tssa"]
 
@@ -108,16 +108,12 @@ def egs_tssa(
     * The mask is one channel shared by the image's channels (pixel-level
       sparsity, as the paper's mask network).
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1]. ``model`` is the
+    source model.
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1]; the source model.
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Make the model predict ``labels`` instead of anything but ``labels``.
     eps : float
         Linf bound of each changed element, in (0, 1]. Default 1.0 (the
         paper's eps = 255 setting).
@@ -144,8 +140,7 @@ def egs_tssa(
     Returns
     -------
     Tensor
-        The adversarial examples, successful or not (the harness judges);
-        same shape as ``inputs``.
+        The adversarial examples, successful or not (the harness judges).
     """
     settings = _settings(targeted=targeted, eps=eps, group_size=group_size, top_groups=top_groups, stages=stages,
                          lam_sparsity=lam_sparsity, lam_quant=lam_quant, train_steps=train_steps,
@@ -228,10 +223,8 @@ def _outputs(generator: nn.Module, inputs: Tensor, targets: Tensor | None, num_c
 
 def _generator(model: nn.Module, dataset: str, settings: dict[str, object], *, cache_dir: pathlib.Path | None,
                device: torch.device, progress: bool) -> nn.Module:
-    from bench.data import DATASETS
-
-    info = DATASETS[dataset]
-    channels, num_classes = info.shape[0], info.num_classes
+    info = training_data(dataset)
+    channels, num_classes = info.channels, info.num_classes
     targeted = bool(settings["targeted"])
     eps, size, final = float(settings["eps"]), int(settings["group_size"]), float(settings["top_groups"])
     steps, stages = int(settings["train_steps"]), int(settings["stages"])

@@ -59,16 +59,11 @@ def fmn_l0(
     * The last iterate is checked too (one forward pass more than ``steps``),
       and success is the model's argmax, the harness's criterion.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Make the model predict ``labels`` instead of anything but ``labels``.
     steps : int
         Iterations ``K``; one forward and one backward pass each. Default
         1000, the budget of the paper's experiments.
@@ -86,8 +81,7 @@ def fmn_l0(
     -------
     Tensor
         Per sample, the adversarial example with the fewest changed elements
-        found, or the clean input where none was found; same shape as
-        ``inputs``, in [0, 1].
+        found, or the clean input where none was found.
     """
     check_int("steps", steps, 1)
     check_real("alpha_init", alpha_init, low=0, low_open=True)

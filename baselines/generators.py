@@ -30,6 +30,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,13 +38,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from attacks.io import atomic_write, default_cache_dir
+
 __all__ = [
     "ConvGenerator",
+    "TrainingData",
     "ensure_generator",
     "forget_generators",
     "generator_path",
     "model_fingerprint",
+    "set_training_source",
     "training_batches",
+    "training_data",
 ]
 
 GENERATOR_DIR = "generators"
@@ -54,6 +60,56 @@ _ON_DEVICE: dict[tuple[str, str, str], nn.Module] = {}
 # id of a model's first state tensor -> (a weak reference to it, identity and version of all its tensors,
 # fingerprint). Tensors compare element-wise, so they cannot be keys of a WeakKeyDictionary.
 _FINGERPRINTS: dict[int, tuple[weakref.ref, tuple[tuple[int, int], ...], str]] = {}
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a learned attack needs of a dataset: its images' channels, its classes and its training split.
+
+    The harness describes its datasets (:func:`set_training_source`); this layer
+    does not read them itself.
+
+    Attributes
+    ----------
+    channels : int
+        Channels of one image.
+    num_classes : int
+        Classes of the classifiers trained on it.
+    load : callable
+        ``load()`` returns the training split, with ``len()`` (called only
+        when a generator is trained; :func:`training_batches` keeps the
+        last few splits).
+    get_batch : callable
+        ``get_batch(split, indices)`` returns images ``(B, C, H, W)`` in
+        [0, 1] and labels ``(B,)`` int64.
+    """
+
+    channels: int
+    num_classes: int
+    load: Callable[[], Any]
+    get_batch: Callable[[Any, Tensor], tuple[Tensor, Tensor]]
+
+
+_SOURCE: list[Callable[[str], TrainingData]] = []
+
+
+def set_training_source(source: Callable[[str], TrainingData]) -> None:
+    """Where the learned attacks get a dataset by name: ``source(dataset) -> TrainingData``.
+
+    SparseBench's harness sets its own datasets when :mod:`bench.data` is
+    imported; another harness sets its own the same way.
+    """
+    _SOURCE[:] = [source]
+    _training_split.cache_clear()
+
+
+def training_data(dataset: str) -> TrainingData:
+    """The :class:`TrainingData` of ``dataset`` from the source :func:`set_training_source` set."""
+    if not _SOURCE:
+        raise RuntimeError(f"no training data for {dataset!r}: a learned attack trains on a dataset's training "
+                           "split, which the harness provides (import bench.data, or call "
+                           "baselines.generators.set_training_source)")
+    return _SOURCE[0](dataset)
 
 
 # --------------------------------------------------------------------------
@@ -148,8 +204,6 @@ def _key(settings: Mapping[str, Any], model: nn.Module | None) -> str:
 def generator_path(attack: str, dataset: str, settings: Mapping[str, Any], *, model: nn.Module | None = None,
                    cache_dir: pathlib.Path | None = None) -> pathlib.Path:
     """Where :func:`ensure_generator` caches a generator: ``cache_dir/generators/<dataset>/<attack>-<key>.pt``."""
-    from bench.data import default_cache_dir
-
     root = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return root / GENERATOR_DIR / dataset / f"{attack}-{_key(settings, model)}.pt"
 
@@ -165,19 +219,16 @@ def forget_generators() -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _training_split(dataset: str):
-    from bench.data import load_dataset
-
-    return load_dataset(dataset, split="train")
+def _training_split(dataset: str) -> tuple[Any, Callable[[Any, Tensor], tuple[Tensor, Tensor]]]:
+    data = training_data(dataset)
+    return data.load(), data.get_batch
 
 
 def training_batches(dataset: str, *, steps: int, batch_size: int, seed: int, device: torch.device,
                      progress: bool, desc: str) -> Iterator[tuple[Tensor, Tensor]]:
     """``steps`` batches of the training split of ``dataset``, drawn with replacement by a generator seeded
     with ``seed``, on ``device``; a tqdm bar (``desc``) when ``progress``."""
-    from bench.data import get_batch
-
-    split = _training_split(dataset)
+    split, get_batch = _training_split(dataset)
     sampler = torch.Generator().manual_seed(seed)
     with tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False, file=sys.stderr) as bar:
         for _ in range(steps):
@@ -269,8 +320,6 @@ def ensure_generator(
 
 
 def _save(path: pathlib.Path, generator: nn.Module, metadata: dict[str, Any]) -> None:
-    from bench.cache import atomic_write
-
     state = {name: value.detach().cpu() for name, value in generator.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save({"state": state, "metadata": metadata}, tmp))

@@ -91,16 +91,11 @@ def greedyfool_uniform(
     * A sample the increasing stage does not fool within ``max_iter``
       iterations is returned clean.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Make the model predict ``labels`` instead of anything but ``labels``.
     eps : float
         Linf bound of each changed element, in (0, 1]. Default 1.0.
     max_iter : int or None
@@ -118,8 +113,8 @@ def greedyfool_uniform(
     Returns
     -------
     Tensor
-        Per sample, the reduced adversarial example, or the clean input
-        where the increasing stage failed; same shape as ``inputs``.
+        Per sample, the reduced adversarial example, or the clean input where
+        the increasing stage failed.
     """
     check_real("eps", eps, low=0.0, high=1.0, low_open=True)
     if max_iter is not None:

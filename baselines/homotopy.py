@@ -160,16 +160,11 @@ def homotopy(
     search; each post-attack step one forward and backward pass; each
     L-inf level one forward pass.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Make the model predict ``labels`` instead of anything but ``labels``.
     eps : float
         L-inf bound of the perturbation, in input units ([0, 1] scale);
         1 leaves only the box. Default 0.05.
@@ -216,10 +211,9 @@ def homotopy(
     Returns
     -------
     Tensor
-        Per sample, the adversarial example found, or the clean input where
-        none was found; same shape as ``inputs``, in [0, 1], within ``eps``
-        of ``inputs`` in L-inf (up to the float rounding of ``eps`` and of
-        ``inputs + delta``).
+        Per sample, the adversarial example found, or the clean input where none
+        was found; within ``eps`` of ``inputs`` in L-inf (up to the float
+        rounding of ``eps`` and of ``inputs + delta``).
     """
     check_real("eps", eps, low=0, high=1, low_open=True)
     check_real("lambda_scale", lambda_scale, low=0, low_open=True)

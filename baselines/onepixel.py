@@ -44,16 +44,11 @@ def onepixel(
     Black-box: only the model's outputs are used. All samples and their
     populations are evaluated together; finished samples leave the batch.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Make ``labels`` the predicted class instead of leaving it.
     pixels : int
         Number of pixels changed (the L0 budget, in pixels). Default 1 (paper).
     population : int
@@ -68,8 +63,7 @@ def onepixel(
     Returns
     -------
     Tensor
-        Adversarial images, same shape as ``inputs``, in [0, 1]: the
-        successful candidate of best fitness, or the best candidate where
+        The successful candidate of best fitness, or the best candidate where
         none succeeded.
 
     Notes

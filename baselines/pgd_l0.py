@@ -43,16 +43,11 @@ def pgd_l0(
     iterate is checked; a sample stops once an iterate succeeds and later
     restarts attack only the samples not yet fooled.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Seek ``labels`` (the targets) instead of any class but ``labels``.
     k : int
         Budget in pixels (spatial positions where any channel may change),
         ``1 <= k <= H * W``. Default 5, the authors' released setting.
@@ -75,9 +70,8 @@ def pgd_l0(
     Returns
     -------
     Tensor
-        Adversarial images, same shape as ``inputs``, in [0, 1], differing
-        from ``inputs`` in at most ``k`` pixels: the first successful iterate
-        per sample, the clean input where none succeeded, and the clean
+        Differing from ``inputs`` in at most ``k`` pixels: the first successful
+        iterate per sample, the clean input where none succeeded, and the clean
         input for samples that already succeed unperturbed.
 
     Notes

@@ -198,16 +198,12 @@ def sa_moo(
     crowding distance first within the last front. All samples' populations
     go through the model in one forward pass per generation.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1]. Only the model's
+    outputs are used.
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1]. Only its outputs are used.
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Seek ``labels`` (the targets) instead of any class but ``labels``.
     k : int
         Pixels per individual, the most the perturbation may change,
         ``1 <= k < H * W``. Default 24, the paper's CIFAR-10 value (150 for

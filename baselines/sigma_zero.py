@@ -57,16 +57,11 @@ def sigma_zero(
       for the gradient and is left out; success is the model's argmax.
     * The last iterate is checked too (one forward pass more than ``steps``).
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Make the model predict ``labels`` instead of anything but ``labels``.
     steps : int
         Iterations ``N``; one forward and one backward pass each. Default
         1000 (adv-lib's port of the paper; the authors' code defaults to 100).
@@ -85,8 +80,7 @@ def sigma_zero(
     -------
     Tensor
         Per sample, the adversarial example with the fewest changed elements
-        found, or the clean input where none was found; same shape as
-        ``inputs``, in [0, 1].
+        found, or the clean input where none was found.
     """
     check_int("steps", steps, 1)
     check_real("lr", lr, low=0, low_open=True)

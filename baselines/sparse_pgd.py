@@ -62,16 +62,11 @@ def sparse_pgd(
     or that of the target, descended (targeted). Start: p uniform in the box,
     m_tilde ~ N(0, 1). A sample stops once an iterate succeeds.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Seek ``labels`` (the targets) instead of any class but ``labels``.
     k : int
         Budget in pixels (spatial positions where any channel may change),
         ``1 <= k <= H * W``. Default 20, the paper's main CIFAR-10 budget
@@ -97,10 +92,9 @@ def sparse_pgd(
     Returns
     -------
     Tensor
-        Adversarial images, same shape as ``inputs``, in [0, 1], differing
-        from ``inputs`` in at most ``k`` pixels: the first successful iterate
-        per sample, the clean input where none succeeded (as the authors'
-        code does) and for samples that already succeed unperturbed.
+        Differing from ``inputs`` in at most ``k`` pixels: the first successful
+        iterate per sample, the clean input where none succeeded (as the
+        authors' code does) and for samples that already succeed unperturbed.
 
     Notes
     -----

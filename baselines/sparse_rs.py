@@ -84,16 +84,12 @@ def sparse_rs(
     queried again, once it is misclassified (untargeted) or classified as
     its target; each iteration queries the unsolved samples only.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1]. Only the model's
+    outputs are used.
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1]. Only its outputs are used.
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Seek ``labels`` (the targets) instead of any class but ``labels``.
     k : int
         Budget in pixels: spatial positions where any channel may change,
         ``1 <= k <= H * W``. Default 24, the paper's CIFAR-10 budget (150
@@ -113,9 +109,8 @@ def sparse_rs(
     Returns
     -------
     Tensor
-        Adversarial images, same shape as ``inputs``, in [0, 1], differing
-        from ``inputs`` in at most ``k`` pixels. Where the search fails, the
-        best candidate found (lowest loss) is returned.
+        Differing from ``inputs`` in at most ``k`` pixels. Where the search
+        fails, the best candidate found (lowest loss) is returned.
 
     Notes
     -----

@@ -51,16 +51,12 @@ def sparsefool(
     so a sample's result does not depend on its batch-mates. Untargeted only,
     as in the paper.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1]. ``targeted`` must be
+    False (``ValueError`` otherwise): the paper's attack is untargeted.
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes ``(B,)``.
-    targeted : bool
-        Must be False (``ValueError`` otherwise): the paper's attack is untargeted.
     lam : float
         ``lambda``, how far past the DeepFool boundary point the linearisation
         is taken (multiple of the DeepFool step, >= 1). Default 3 (paper).
@@ -81,9 +77,8 @@ def sparsefool(
     Returns
     -------
     Tensor
-        Adversarial images, same shape as ``inputs``, in [0, 1]. Samples that
-        are misclassified already, or not fooled within ``max_iter``, are
-        returned unchanged.
+        Samples that are misclassified already, or not fooled within
+        ``max_iter``, are returned unchanged.
 
     Notes
     -----

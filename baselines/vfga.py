@@ -72,16 +72,11 @@ def vfga(
       model passes. A check every step would synchronise every step; none
       would always run ``max_iter`` (up to C*H*W) iterations.
 
+    Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
+    ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
+
     Parameters
     ----------
-    model : nn.Module
-        Returns logits for inputs in [0, 1].
-    inputs : Tensor
-        Clean images ``(B, C, H, W)`` in [0, 1].
-    labels : Tensor
-        True classes, or the target classes when ``targeted``.
-    targeted : bool
-        Make the model predict ``labels`` instead of anything but ``labels``.
     max_iter : int or None
         Most elements changed (one per iteration); ``None`` means all of
         them, C*H*W, i.e. run until success as the paper does.
@@ -95,7 +90,7 @@ def vfga(
     -------
     Tensor
         Per sample, the first adversarial example found, or the clean input
-        where none was found; same shape as ``inputs``, in [0, 1].
+        where none was found.
     """
     check_int("n_samples", n_samples, 1)
     if max_iter is not None:

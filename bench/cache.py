@@ -16,39 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from attacks.io import atomic_write
 from bench.architectures import ARCHITECTURES
 from bench.data import DATASETS, default_cache_dir
 from bench.errors import SparseBenchError
 from bench.training import _training_settings, train_small_cnn
 
 __all__ = ["atomic_write", "small_cnn_weights_path"]
-
-
-def atomic_write(path: pathlib.Path, write: Callable[[pathlib.Path], object]) -> None:
-    """Write ``path`` whole or not at all.
-
-    ``write`` gets a temporary path beside ``path`` (``.<name>.<pid>.tmp``,
-    same folder, so the rename stays on one file system) and writes the file
-    there; it is then renamed over ``path`` with :func:`os.replace`. If
-    ``write`` raises (``KeyboardInterrupt`` included), the temporary file is
-    removed and ``path`` is as it was.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def small_cnn_weights_path(

@@ -20,6 +20,7 @@ Sources
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pathlib
@@ -31,6 +32,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from attacks.io import CACHE_ENV as CACHE_ENV
+from attacks.io import default_cache_dir
+from baselines.generators import TrainingData, set_training_source
 from bench.errors import SparseBenchError
 
 __all__ = [
@@ -52,7 +56,6 @@ SPLITS = ("train", "test")
 
 DEBIAN_FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_DIR_ENV = "SPARSEBENCH_FASHION_MNIST_DIR"
-CACHE_ENV = "SPARSEBENCH_CACHE"
 IMAGENET_ID_LIST = "imagenet_test_image_ids.txt"
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -94,20 +97,6 @@ class DataUnavailableError(SparseBenchError, RuntimeError):
 
 class IdxFormatError(SparseBenchError):
     """A file is not a well-formed IDX file of the expected kind."""
-
-
-def default_cache_dir() -> pathlib.Path:
-    """Root of SparseBench's caches (data, models).
-
-    Returns
-    -------
-    pathlib.Path
-        ``$SPARSEBENCH_CACHE`` if set, else ``~/.cache/sparsebench``.
-    """
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return pathlib.Path(env).expanduser()
-    return pathlib.Path.home() / ".cache" / "sparsebench"
 
 
 # --------------------------------------------------------------------------
@@ -547,3 +536,13 @@ def _samples_from_id_list(
             f"(first: {missing[0]})"
         )
     return samples
+
+
+def _training_data(name: str) -> TrainingData:
+    """The learned attacks' view of a registered dataset (:func:`baselines.generators.set_training_source`)."""
+    info = DATASETS[name]
+    return TrainingData(channels=info.shape[0], num_classes=info.num_classes,
+                        load=functools.partial(load_dataset, name, split="train"), get_batch=get_batch)
+
+
+set_training_source(_training_data)

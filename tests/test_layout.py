@@ -7,9 +7,9 @@ Every ``.py`` file of the four packages is parsed (never imported) with :mod:`as
 * the module-level imports among our modules form no cycle;
 * only ``bench/cli.py``, the command line, imports ``argparse``.
 
-``benchmarks/`` scripts are outside the package and exempt. So, for now, are the learned baselines'
-imports of the harness's data and cache (:data:`KNOWN_UPWARD`): inside functions only, and the test fails
-once one is no longer needed, so that the list only shrinks.
+``benchmarks/`` scripts are outside the package and exempt; nothing else is. (The learned baselines get the
+harness's datasets through :func:`baselines.generators.set_training_source`, which :mod:`bench.data` calls,
+and share its cache folder and atomic writes through :mod:`attacks.io`.)
 """
 
 from __future__ import annotations
@@ -21,16 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("attacks", "baselines", "bench", "reports")
 CLI = "bench.cli"
 LAYERS = {"attacks": 0, "baselines": 1, "bench": 2, "reports": 3}
-
-KNOWN_UPWARD = {
-    # A learned baseline trains its generator on the dataset's training split, in SparseBench's cache: it takes
-    # the split, the dataset's shape and the cache folder from the harness. To remove: have the harness hand
-    # them to the attack's prepare() instead.
-    ("baselines/egs_tssa.py", "bench.data"),
-    ("baselines/generators.py", "bench.data"),
-    ("baselines/generators.py", "bench.cache"),
-}
-"""``(file, module)``: imports against the stack that are allowed, inside functions only."""
 
 
 def _layer(module: str) -> int:
@@ -119,22 +109,13 @@ def test_no_import_of_a_higher_layer():
     """attacks=0 <- baselines=1 <- bench=2 <- reports=3 <- bench/cli.py=4; at any depth."""
     wrong = []
     for module, imports in IMPORTS.items():
-        for line, name, statement, module_level in imports:
+        for line, name, statement, _ in imports:
             target = _ours(name)
             if target is not None and _layer(target) > _layer(module):
-                if not module_level and (_file(module), target) in KNOWN_UPWARD:
-                    continue
                 wrong.append(f"{_where(module, line)}: `{statement}` (layer {_layer(module)} {module} imports "
                              f"layer {_layer(target)} {target})")
     assert not wrong, "imports against the stack attacks <- baselines <- bench <- reports <- bench/cli.py:\n" + \
         "\n".join(wrong)
-
-
-def test_known_upward_imports_are_still_needed():
-    """An entry of :data:`KNOWN_UPWARD` that nothing needs any more is taken out of it."""
-    used = {(_file(module), _ours(name)) for module, imports in IMPORTS.items() for _, name, _, _ in imports}
-    stale = sorted(KNOWN_UPWARD - used)
-    assert not stale, f"KNOWN_UPWARD lists imports that no longer exist; remove them: {stale}"
 
 
 def _cycles(graph: dict[str, dict[str, tuple[int, str]]]) -> list[list[str]]:
