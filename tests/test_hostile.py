@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+import lying_attacks
 import pandas as pd
 import pytest
 import torch
@@ -138,3 +139,28 @@ def test_targeted_label_lie(tmp_path, dropout_model):
                 name="targets", modes=("targeted",))
     mine = rows[rows["attack"] == "overwrite-labels"]
     assert not mine["success"].any() and mine["violation"].str.contains("labels or targets").all()
+
+
+@pytest.mark.parametrize("architecture", ["robustbench/Wong2020Fast", "torchvision-resnet18"])
+def test_zoo_architectures_are_guarded_without_false_alarms_and_counted_right(architecture):
+    """Real zoo architectures (untrained): an honest attack is not voided, and passes are counted per pass even
+    where one module runs several times in a pass (torchvision's ResNet reuses its ReLU; BatchNorm has buffers)."""
+    import torchvision
+
+    from bench.counting import CountingModel
+    from bench.guard import Guard, call_attack
+    from bench.models import prepare_model, untrained_model
+    from bench.registry import get_attack
+
+    if architecture.startswith("robustbench"):
+        model, shape = untrained_model(architecture, "cifar10"), (3, 32, 32)
+    else:
+        model, shape = prepare_model(torchvision.models.resnet18(weights=None), "cpu"), (3, 64, 64)
+    attacked = copy.deepcopy(model)
+    counting, guard = CountingModel(attacked), Guard(attacked)
+    images, labels = torch.rand(2, *shape), torch.tensor([1, 2])
+    call = call_attack(get_attack("i-fgsm", steps=3), counting, guard, images, labels)
+    assert call.void == ""
+    assert (call.passes.forward_samples, call.passes.backward_samples) == (6, 6)  # 3 steps x 2 samples
+    lie = call_attack(lying_attacks.train_mode, counting, guard, images, labels)
+    assert "put model in training mode" in lie.void and not attacked.training  # and put back
