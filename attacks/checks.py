@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 __all__ = ["check_choice", "check_inputs", "check_int", "check_real"]
@@ -20,9 +21,11 @@ def check_inputs(inputs: Tensor, labels: Tensor) -> None:
     if tuple(labels.shape) != tuple(inputs.shape[:1]) or labels.is_floating_point():
         raise ValueError(f"labels: expected integer classes of shape {tuple(inputs.shape[:1])}, got {labels.dtype} "
                          f"of shape {tuple(labels.shape)}")
-    if inputs.numel() and (float(inputs.min()) < 0 or float(inputs.max()) > 1):
-        raise ValueError(f"inputs: expected images in [0, 1], got [{float(inputs.min()):.4g}, "
-                         f"{float(inputs.max()):.4g}] (models hold their own normalisation)")
+    if inputs.numel():
+        low, high = torch.stack(torch.aminmax(inputs)).tolist()  # one read from the device, not two
+        if low < 0 or high > 1:
+            raise ValueError(f"inputs: expected images in [0, 1], got [{low:.4g}, {high:.4g}] "
+                             "(models hold their own normalisation)")
 
 
 def check_int(name: str, value: int, low: int, high: int | None = None) -> None:

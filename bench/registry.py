@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from attacks.checks import check_inputs
 from bench.data import DATASETS
 from bench.errors import SparseBenchError
+from bench.outside import import_object
 from bench.vocabulary import Family, Kind, Mode, Threat
 
 __all__ = [
@@ -651,13 +652,8 @@ def outside_entry(function: str, *, label: str, kind: str, modes: tuple[str, ...
     Raises ``ValueError`` when ``function`` is not ``"module:attribute"``, cannot be imported, or does
     not take the contract's arguments (:func:`check_contract`).
     """
-    module, _, attribute = function.partition(":")
-    if not module or not attribute:
-        raise SparseBenchError(f"{where}.function: {function!r} is not 'module:attribute'")
-    try:
-        loaded = _import(function)
-    except (ImportError, AttributeError) as error:
-        raise SparseBenchError(f"{where}.function: cannot import {function!r}: {error}") from None
+    loaded = import_object(function, f"{where}.function")
+    module = function.partition(":")[0]
     check_contract(loaded, f"{where}.function {function!r}")
     try:
         return AttackEntry(name=label, function=function, kind=kind, norm="l0", source=f"outside ({module})",

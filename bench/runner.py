@@ -225,8 +225,9 @@ def open_model(config: BenchmarkConfig, dataset_config: DatasetConfig, dataset, 
                         device=device)
     selection = select_samples(model, dataset, n_samples=config.n_samples, seed=config.seed, device=device)
     counting = CountingModel(attacked)
-    return ModelSession(dataset_name, split, dataset, dataset_config.info().num_classes, model_name, model,
-                        counting, Guard(attacked), selection, device, dataset_config.info().family, git_commit())
+    info = dataset_config.info()
+    return ModelSession(dataset_name, split, dataset, info.num_classes, model_name, model,
+                        counting, Guard(attacked), selection, device, info.family, git_commit())
 
 
 def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mode: str,
