@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,10 +20,16 @@ import torch
 from bench.counting import CountingModel
 from bench.data import get_batch
 from bench.guard import Guard, call_attack
-from bench.registry import ATTACKS, get_attack
+from bench.registry import ATTACKS, all_attacks, bind, get_attack
 from bench.verify import verify
 
-CASES = [(name, mode) for name, entry in ATTACKS.items() for mode in entry.modes]
+EXAMPLE = Path(__file__).parent.parent / "examples" / "sparsebench-example"
+sys.path.insert(0, str(EXAMPLE))  # the example outside package's entry runs the same matrix as ours
+from sparsebench_example import ATTACK as EXAMPLE_ATTACK  # noqa: E402
+
+#: Every attack the registry knows (with any installed package's) and the example package's.
+ENTRIES = {**all_attacks(), EXAMPLE_ATTACK.name: EXAMPLE_ATTACK}
+CASES = [(name, mode) for name, entry in ENTRIES.items() for mode in entry.modes]
 
 
 # Entries whose defaults already run in seconds here, so their smoke settings are empty on purpose.
@@ -49,7 +57,7 @@ def test_attack_verified_by_harness(name, mode, batch_size, tiny_model, fashion_
     attacked = copy.deepcopy(tiny_model)
     counting, guard = CountingModel(attacked), Guard(attacked)
 
-    attack = get_attack(name, dataset="fashion-mnist", **ATTACKS[name].smoke)
+    attack = bind(ENTRIES[name], dataset="fashion-mnist", **ENTRIES[name].smoke)
     call = call_attack(attack, counting, guard, images, labels, targets)
     assert call.void == ""  # no registered attack touches what it may not
     verified = verify(tiny_model, images, call.returned, labels, targets=targets)
@@ -64,7 +72,7 @@ def test_attack_verified_by_harness(name, mode, batch_size, tiny_model, fashion_
     else:
         assert (verified.adversarial_prediction[verified.success] != labels.numpy()[verified.success]).all()
     if batch_size == 8:
-        assert verified.success.mean() >= ATTACKS[name].smoke_success
+        assert verified.success.mean() >= ENTRIES[name].smoke_success
 
 
 def test_unsupported_mode_is_refused():
