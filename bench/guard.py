@@ -114,6 +114,10 @@ class Guard:
     """
 
     def __init__(self, model: nn.Module) -> None:
+        # torch._dynamo rebinds torch.manual_seed (and kin) when it is first imported, which any attack
+        # may trigger without meaning to: import it before the record, so that nobody is blamed for it.
+        import torch._dynamo  # noqa: F401
+
         self.model = model
         self._modules = [_module_state(path, module) for path, module in model.named_modules()]
         self._tensors: dict[str, tuple[Tensor, Tensor, bool]] = {}
