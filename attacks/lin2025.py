@@ -15,10 +15,13 @@ The method (Algorithm 1 of the paper) starts from a dense I-FGSM perturbation
   ``Omega = min(x/eps, (1-x)/eps)`` (eq. 22), which keeps ``x + delta*`` inside
   [0, 1] (Proposition 2).
 
-Two public functions: :func:`lin2025` (the paper) and :func:`lin2025_code` (what
-the authors' demo code does, batched and with the model left in eval mode). The
-building blocks :class:`HeavisideSurrogate`, :func:`heaviside`, :func:`box_scale`,
-:func:`active_mask` and :func:`sparse_example` are exported for the tests.
+Two public functions: :func:`lin2025` (the paper; with ``omega="signed"`` the
+registry's ``lin2025-signed-omega``, a reading of Proposition 2's proof rather than
+the paper's formula) and :func:`lin2025_code` (what the authors' demo code does,
+batched and with the model left in eval mode). The building blocks
+:class:`HeavisideSurrogate`, :func:`heaviside`, :func:`box_scale`,
+:func:`signed_box_scale`, :func:`active_mask` and :func:`sparse_example` are
+exported for the tests.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = [
     "heaviside",
     "lin2025",
     "lin2025_code",
+    "signed_box_scale",
     "sparse_example",
     "surrogate_derivative",
 ]
@@ -47,6 +51,7 @@ __all__ = [
 UNTARGETED_LABELS = ("dense-prediction", "true-class")
 FORWARDS = ("eq20", "eq22")
 ON_FAILURE = ("input", "dense")
+OMEGAS = ("paper", "signed")
 
 
 def surrogate_derivative(x: Tensor, a: float) -> Tensor:
@@ -79,6 +84,21 @@ def heaviside(x: Tensor, a: float = 0.1) -> Tensor:
 def box_scale(inputs: Tensor, eps: float) -> Tensor:
     """``Omega = min(x/eps, (1-x)/eps)``, elementwise (eq. 22, Algorithm 1)."""
     return torch.minimum(inputs, 1 - inputs) / eps
+
+
+def signed_box_scale(inputs: Tensor, delta: Tensor, eps: float) -> Tensor:
+    """Omega per sign of ``delta``: ``(1-x)/eps`` where ``delta > 0``, ``x/eps`` where ``delta < 0``
+    (and ``x/eps`` where ``delta = 0``, where Omega multiplies nothing).
+
+    A reading of the proof of Proposition 2 (Lin et al., arXiv:2506.17250, Appendix A.2), NOT the
+    paper's formula: the proof bounds Omega case by case, ``Omega_j <= (1 - x_j)/eps`` when
+    ``delta_j = eps`` (eq. 36) and ``Omega_j <= x_j/eps`` when ``delta_j = -eps`` (eq. 37), and then
+    takes the minimum of the two for every element (eq. 22, :func:`box_scale`). Taking each case's
+    own bound caps a move only toward the side of [0, 1] it would leave: ``x + Omega * delta``
+    stays in [0, 1] for ``|delta| <= eps`` (an increase reaches at most 1, a decrease at least 0),
+    and an element at 0 can now rise (up to 1 when ``delta = eps``), one at 1 fall.
+    """
+    return torch.where(delta > 0, 1 - inputs, inputs) / eps
 
 
 def active_mask(w: Tensor, *, eps: float, tau: float) -> Tensor:
@@ -129,17 +149,30 @@ def lin2025(
     keep_best: bool = True,
     patience: int = 0,
     on_failure: str = "input",
+    omega: str = "paper",
 ) -> Tensor:
     """Sparse attack of Lin et al., arXiv:2506.17250 (Algorithm 1), batched.
 
     1. ``delta = I-FGSM(x) - x`` (eqs. 3/4; :func:`attacks.ifgsm.i_fgsm`).
-    2. ``Omega = min(x/eps, (1-x)/eps)``.
+    2. ``Omega = min(x/eps, (1-x)/eps)`` (``omega="signed"``: per sign of ``delta``).
     3. ``steps`` steps of SGD with momentum on the weight ``w`` for
        ``J_adv = loss_scale * (s * CE(f(x + relu(w - tau/eps) * delta), y_adv)
        + lam * sum_j H(relu(w_j - tau/eps)))`` (eq. 20), where ``H`` has the
        surrogate derivative ``q_a`` (eqs. 12, 18). Targeted: ``y_adv`` is the
        target and ``s = +1`` (CE to the target is minimised, as eq. 20 is).
        Untargeted: see ``untargeted_label``.
+       Algorithm 1 also writes ``w = pi(w - tau/eps)`` inside its loop, before the
+       loss. That reassignment is not applied: the loss uses ``relu(w - tau/eps)``
+       (eq. 20 as Section 4 writes it) and ``w`` itself keeps its value. Applied
+       literally (``w`` replaced by ``pi(w - tau/eps)`` at the top of every step)
+       it empties the mask at once: each step takes ``tau/eps`` (about 19 at
+       eps 4/255, tau 0.30) off ``w`` while a gradient step moves it by about
+       ``lr`` times a gradient of order 1, and the final line thresholds the
+       result at ``tau/eps`` once more, so an element is still active at the end
+       only where ``w`` started above about ``(T + 1) * tau/eps``. For a start
+       whose first forward ``x + pi(w - tau/eps) * delta`` is of the dense
+       example's size (``w`` near ``tau/eps + 1``), ``pi(w - tau/eps)`` is already
+       0 everywhere at the second step and the output mask is empty.
     4. After every step the eq.-22 example ``x + Omega * H(relu(w - tau/eps)) *
        delta`` (clamped, see :func:`sparse_example`) is classified; per sample the
        successful one with the fewest changed elements is kept.
@@ -214,8 +247,22 @@ def lin2025(
         Open choice "how the sparsest iterate is kept". True (default): the
         eq.-22 example is evaluated before the first and after every step (one
         extra forward each) and the successful one with the fewest changed
-        elements is returned. False: Algorithm 1 as written, the last step's
-        eq.-22 example whatever it is.
+        elements is returned. False: the eq.-22 example of the final ``w``
+        (after ``steps`` steps, or at the step where ``patience`` stopped),
+        successful or not. That is Algorithm 1's output line, but it is not
+        Algorithm 1 as written in every respect: the in-loop reassignment
+        ``w = pi(w - tau/eps)`` is not applied (see step 3); ``w`` moves by SGD
+        with ``momentum`` (Section 5.1; Algorithm 1 writes the plain step
+        ``w - eta * grad``, which is ``momentum=0``); ``w`` starts at
+        ``tau/eps + w_init`` (Algorithm 1 leaves it open); the output is
+        clamped (:func:`sparse_example`), ``loss_scale``, ``untargeted_label``
+        and ``forward`` apply as above; ``on_failure`` is ignored; and the
+        per-step evaluation still runs (its forwards are counted). Its success
+        is that of the last mask: where the mask has emptied by step ``T`` (the
+        paper's settings on our Fashion-MNIST SmallCNNs, see the Notes) it
+        returns the clean input, i.e. 0 %; where the mask never shrinks
+        (``lam`` 1e-3, ``w_init`` 0.2, few ``steps``) it returns the all-on
+        example ``x + Omega * delta``.
     patience : int
         Open choice "early stopping". 0 (default): run all ``steps``, as the
         paper does. ``k > 0``: every ``k`` steps one host sync checks whether any
@@ -225,6 +272,14 @@ def lin2025(
         ``"input"`` (default) the clean input, so it counts as a failure with
         L0 = 0 and no dense example inflates a sparse attack's fooling rate;
         ``"dense"`` the dense I-FGSM example, as the authors' code returns.
+    omega : str
+        ``"paper"`` (default): ``Omega = min(x/eps, (1-x)/eps)`` (eq. 22,
+        :func:`box_scale`). ``"signed"``: Omega per sign of ``delta``,
+        ``(1-x)/eps`` where ``delta > 0`` and ``x/eps`` where ``delta < 0``
+        (:func:`signed_box_scale`), the per-case bounds of Proposition 2's
+        proof (eqs. 36, 37) rather than the paper's formula; registered as
+        ``lin2025-signed-omega``. It changes the output (and the ``"eq22"``
+        forward), not the eq.-20 training.
 
     Returns
     -------
@@ -235,12 +290,36 @@ def lin2025(
     -----
     Because ``Omega * delta = min(x, 1-x) * delta / eps``, an active element moves
     by up to ``min(x, 1-x)`` (not ``eps``); elements at exactly 0 or 1 can never
-    change. Since ``eps`` cancels there, it matters only through the I-FGSM
-    start and the threshold ``tau/eps``.
+    change (with ``omega="signed"``: up to ``1-x`` upward and ``x`` downward).
+    Since ``eps`` cancels there, it matters only through the I-FGSM start and
+    the threshold ``tau/eps``.
+
+    What decides the fooling rate (the finding of docs/measured/lin2025-study-cpu.md,
+    stated as the code makes it): with ``keep_best`` and ``w_init > 0`` every
+    element starts active, so the first candidate evaluated, before any step,
+    is the all-on eq.-22 example ``x + Omega * delta``, and every later
+    candidate is ``x + Omega * delta`` on a subset of the elements. The fooling
+    rate is therefore at least that of ``x + Omega * delta`` with every element
+    on; it exceeds it only for a sample where some strict subset succeeds and
+    the all-on example does not. That is rare with the eq.-20 forward: in the
+    study every eq.-20 variant at eps 4/255 (``w_init`` > 0, ``lam`` including 0,
+    ``a``, ``tau``, ``lr``, ``steps``, untargeted label) had exactly the
+    default's fooling rate, the same as the variants whose mask stays all on;
+    the ``"eq22"`` forward (which finds such subsets more often) and a larger
+    ``eps`` (which changes ``delta`` and so the all-on example) are the ones
+    that moved it. So "the fooling rate is that of ``x + Omega * delta``" is a
+    lower bound that the eq.-20 runs met, not an identity. The two exceptions
+    give 0 %. ``w_init <= 0``, by construction: every element starts off
+    (``w <= tau/eps``), where the ReLU's gradient is 0 and so the L0 term's
+    and the CE's are too, so ``w`` never moves, every candidate is the clean
+    input and no correctly classified sample succeeds. ``keep_best=False``, as
+    measured at the paper's settings on our models: it returns the last mask,
+    which has emptied by step ``T`` there (see ``keep_best``).
     """
     check_choice("untargeted_label", untargeted_label, UNTARGETED_LABELS)
     check_choice("forward", forward, FORWARDS)
     check_choice("on_failure", on_failure, ON_FAILURE)
+    check_choice("omega", omega, OMEGAS)
     check_real("eps", eps, low=0, low_open=True)
     check_real("a", a, low=0, low_open=True)
     check_int("steps", steps, 0)
@@ -258,7 +337,7 @@ def lin2025(
     else:
         y_adv, sign = labels, -1.0
 
-    omega = box_scale(x, eps)
+    scale_omega = box_scale(x, eps) if omega == "paper" else signed_box_scale(x, delta, eps)
     shift = tau / eps
     w = torch.full_like(x, shift + w_init, requires_grad=True)
     velocity = torch.zeros_like(x)
@@ -267,7 +346,7 @@ def lin2025(
     # for any mask, sparse_example(x, delta, mask, omega) is where(mask, full, x)
     # bit for bit (an inactive element adds exactly 0), and its L0 is the count of
     # mask & changes. Computed once, they save the loop four passes over the batch.
-    full = sparse_example(x, delta, torch.ones_like(x, dtype=torch.bool), omega)
+    full = sparse_example(x, delta, torch.ones_like(x, dtype=torch.bool), scale_omega)
     changes = full != x
 
     def evaluate() -> tuple[Tensor, Tensor]:
@@ -282,7 +361,7 @@ def lin2025(
     for step in range(steps):
         shifted = torch.relu(w - shift)
         gate = heaviside(shifted, a)
-        scale = shifted if forward == "eq20" else omega * gate
+        scale = shifted if forward == "eq20" else scale_omega * gate
         ce = F.cross_entropy(model(x + scale * delta), y_adv, reduction="none")
         loss = loss_scale * (sign * ce.sum() + lam * gate.sum())
         (grad,) = torch.autograd.grad(loss, w)
@@ -359,6 +438,20 @@ def lin2025_code(
     candidate (theirs can never win either, its ``||W||_0`` being d); every
     candidate is clamped to [0, 1] (Proposition 2 holds for the projected
     ``W`` in exact arithmetic; see :func:`sparse_example`).
+
+    Input space: their I-FGSM clamps its iterates to [-1, 1], the range of
+    their normalised images. Here the inputs are in [0, 1] and normalisation
+    is the model's own first step (the attack contract), so that clamp is
+    ``clip_[0,1]`` on the inputs: with the affine map ``x_n = (x - 0.5) / 0.5``
+    that takes [0, 1] onto [-1, 1], ``clip_[-1,1](x_n)`` is the image of
+    ``clip_[0,1](x)``, and the gradient's sign is the same in both spaces
+    (the map's scale is positive), so :func:`_accumulated_fgsm` run on
+    ``model(normalise(x))`` gives their iterates mapped back to [0, 1]
+    (tests/test_lin2025.py checks this against a [-1, 1] version written
+    out). A step of ``eps`` in their units is ``eps / 2`` in ours: ``eps``
+    here is in [0, 1] units, as the paper's eps (Section 5.1) is, and their
+    6/255 is kept as written; ``eps=3/255`` reproduces their step size if it
+    was meant in [-1, 1] units. ``Omega`` and ``tau/eps`` use the same ``eps``.
 
     Parameters
     ----------

@@ -56,12 +56,24 @@ from reports.interpret import (
     unit_folder,
 )
 from reports.leaderboard import UNITS, parse_budgets, write_leaderboard
-from reports.paper import PAPER_TABLES, compare_with_paper
+from reports.paper import PAPER_TABLES, compare_with_paper, rank_agreement
+from reports.parity import FOOLED_SLACK, L0_RATIO_MAX, parity_of_run
 from reports.plots import example_grid, robust_accuracy_curves, sweep_curves, time_versus_l0
+from reports.stats import compare_attacks
 from reports.tables import PROPOSED, format_table, order_like_config, proposed_versus_best, summarize, write_tables
 from reports.transfer import transfer_matrix, transfer_rates
 
 __all__ = ["build_parser", "main"]
+
+
+def _target_rule(config: dict) -> str:
+    """The caption's words for how targets were chosen (bench.runner.choose_targets); empty for an untargeted run."""
+    if "targeted" not in config.get("modes", ()):
+        return ""
+    rule = config.get("target_selection", "random")
+    words = {"least-likely": "the least-likely class (lowest clean logit), as Lin et al. Section 5.1",
+             "random": "a random class other than the true one, seeded per sample"}.get(rule, rule)
+    return f"; targeted: the target is {words}"
 
 
 def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, Path]:
@@ -75,12 +87,15 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
     summary = summarize(samples, budgets=config["budgets"], budget_unit=config["budget_unit"])
     summary = order_like_config(summary, config)
     caption = (f"SparseBench run {run_id} (seed {run['seed']}, {run['hardware']['device']}, "
-               f"commit {run['git_commit']}); L0 over successful samples; fr@k: budget in {config['budget_unit']}")
+               f"commit {run['git_commit']}); L0 over successful samples; fr@k: budget in {config['budget_unit']}"
+               f"{_target_rule(config)}")
     paths = write_tables(summary, directory, caption=caption)
-    comparison = proposed_versus_best(summary, config.get("proposed", PROPOSED))
     proposed = config.get("proposed", PROPOSED)
-    comparison_caption = (f"The proposed attack ({proposed}) beside the best other attack of run {run_id}: "
-                          "ranked by fooling rate, then median L0 (pixels)")
+    comparison = proposed_versus_best(order_like_config(samples, config), proposed)
+    comparison_caption = (f"The proposed attack ({proposed}) against the best other attack of run {run_id} (ranked by "
+                          "fooling rate, then median L0 in pixels), sample by sample on the samples both ran on: "
+                          "lower L0 wins, a success beats a failure; verdict by a two-sided sign test at 0.05; "
+                          "median_ratio: its L0 over the other's on samples both fooled; [lo, hi]: 95% intervals")
     if not comparison.empty:
         paths.update({f"comparison.{k}": v for k, v in write_tables(
             comparison, directory, stem="comparison", caption=comparison_caption).items()})
@@ -105,7 +120,7 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
     if not quiet:
         print(format_table(summary).to_markdown(index=False))
         if not comparison.empty:
-            print("\nThe proposed attack beside the best other attack (fooling rate, then median L0 in pixels):")
+            print("\nThe proposed attack against the best other attack, sample by sample (sign test):")
             print(format_table(comparison).to_markdown(index=False))
         print(f"\nreport: {paths['report']}; tables and plots beside it")
     return paths
@@ -232,6 +247,54 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    store, run_id = open_run(args.store, args.run)
+    with store:
+        table, unpaired = parity_of_run(store, run_id)
+        run = store.get_run(run_id)
+        assert run is not None  # open_run checked it
+        unit = run["config"].get("budget_unit", "pixels")
+    caption = (f"Parity of run {run_id}: each native baseline beside its reference implementation, per model and "
+               f"mode, on the samples both attacked; median L0 ({unit}) over each one's successful samples, "
+               f"l0_ratio = native / reference; wins/ties/losses: the native attack's, sample by sample (a failure "
+               f"is L0 = inf); goal: fooling rate lower by at most {FOOLED_SLACK} sample and median L0 at most "
+               f"{L0_RATIO_MAX:g}x. Not compared (no partner in the run): {', '.join(unpaired) or 'none'}")
+    shown = table.drop(columns=["paired_median_ratio_lo", "paired_median_ratio_hi", "fooling_ok", "l0_ok"])
+    written = write_tables(shown, inside(args.out, run_id), stem="parity", caption=caption)
+    print(caption + "\n")
+    print(markdown_table(shown, floatfmt=".3g"))
+    failed = table[table["verdict"] != "pass"]
+    print(f"\n{len(table) - len(failed)} of {len(table)} pass; tables: {', '.join(str(p) for p in written.values())}")
+    return 1 if args.check and not failed.empty else 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    store, run_id = open_run(args.store, args.run)
+    with store:
+        run = store.get_run(run_id)
+        assert run is not None  # open_run checked it
+        config = run["config"]
+        samples = order_like_config(store.run_samples(run_id), config)
+    unit = args.unit or config.get("budget_unit", "pixels")
+    attacks = list(dict.fromkeys(samples["attack"]))
+    for label in (args.a, args.b):
+        if label not in attacks:
+            raise SparseBenchError(f"compare: attack {label!r} is not in run {run_id}; its attacks: {', '.join(attacks)}")
+    table = compare_attacks(samples, args.a, args.b, unit=unit)
+    if table.empty:
+        raise SparseBenchError(f"compare: {args.a} and {args.b} never ran on the same dataset, model and mode in run "
+                               f"{run_id}")
+    print(f"{args.a} (A) against {args.b} (B) in run {run_id}, per dataset/model/mode on the samples both ran on; "
+          f"L0 in {unit}; lower L0 wins, a success beats a failure, two failures tie; sign_test_p: two-sided sign "
+          "test on the non-tied samples; median_ratio: L0 of A over L0 of B on samples both fooled; [lo, hi]: "
+          "95% intervals (Wilson for fooling rates, bootstrap for the ratio)\n")
+    shown = format_table(table.drop(columns=["a", "b"])).rename(columns={
+        "samples": "paired samples", "a_fooling_rate": f"{args.a} (A) fooling_rate",
+        "b_fooling_rate": f"{args.b} (B) fooling_rate"})
+    print(shown.to_markdown(index=False))
+    return 0
+
+
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
@@ -289,16 +352,31 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         else:
             ours = summarize(store.samples(run_id))
     comparison = compare_with_paper(table, ours, where=where)
-    caveat = ("" if args.online else
-              " OFFLINE COUNTERPART: our column is a different experiment (Fashion-MNIST models trained by this "
-              "package) from the paper's (CIFAR-10 / ImageNet); the difference compares the two, it does not "
-              "check the paper's number.")
-    caption = (f"{args.table}: {table.title}. 'paper' columns are the numbers Lin et al. report (arXiv:2506.17250, "
-               f"Section 5); 'our' columns were measured by run {run_id} (`sparsebench reproduce {args.table}"
-               f"{' --online' if args.online else ''}`).{caveat}")
-    written = write_tables(comparison, inside(args.out, run_id), stem=f"reproduce-{args.table}", caption=caption)
+    agreement = rank_agreement(table, comparison)
+    setting = ("Our run is on the paper's own setting, so 'difference (ours - paper)' is ours minus the paper's "
+               "value" if args.online else
+               "OFFLINE COUNTERPART: our run is a different experiment (Fashion-MNIST models trained by this package) "
+               "from the paper's (CIFAR-10 / ImageNet), so the two values are not compared with each other")
+    caption = (f"{args.table}: {table.title} ({table.metric}, {table.better}). 'paper' columns are the numbers Lin et "
+               f"al. report (arXiv:2506.17250, Section 5); 'our' columns were measured by run {run_id} (`sparsebench "
+               f"reproduce {args.table}{' --online' if args.online else ''}`){_target_rule(config.to_dict())}. "
+               f"{setting}. Compared within each experiment: each method's value as a ratio to {table.reference}'s in "
+               "the same column (the paper's ratio from the paper's numbers, ours from ours); each method's rank in "
+               "its column (1 = best); and, for each method, the paper's order of the proposed attack and that "
+               "method, and whether our run has the same order (holds, fails, or not run when our run lacks either "
+               "value).")
+    agreement_caption = (f"{args.table}: per column, Spearman's rho and Kendall's tau between the paper's order of "
+                         f"the methods ({table.metric}, {table.better}) and our run's ({run_id}), over the n methods "
+                         "with a value on both sides, two-sided p; and how many of the paper's claims that the "
+                         "proposed attack is better (or worse) than another method hold in our run.")
+    directory = inside(args.out, run_id)
+    written = write_tables(comparison, directory, stem=f"reproduce-{args.table}", caption=caption)
+    written.update({f"agreement {k}": v for k, v in write_tables(
+        agreement, directory, stem=f"reproduce-{args.table}-agreement", caption=agreement_caption).items()})
     print(caption + "\n")
     print(comparison.to_markdown(index=False, floatfmt=".4g"))
+    print("\n" + agreement_caption + "\n")
+    print(agreement.to_markdown(index=False, floatfmt=".3g"))
     print(f"\ntables: {', '.join(str(p) for p in written.values())}; full report: {paths['report']}")
     return 0
 
@@ -561,6 +639,37 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--run", help="run id (default: the latest run)")
     report.set_defaults(func=cmd_report)
 
+    parity = sub.add_parser(
+        "parity", help="each native baseline beside its reference implementation (pass/fail per model and mode)",
+        description="Pair each native attack of a stored run with its reference (the registry entry "
+                    "library/<native name>, or reports.parity.PARITY) and write per model and mode both fooling "
+                    "rates, both median L0s, their ratio, the native attack's wins/ties/losses sample by sample, "
+                    f"and whether it meets the goal: fooling rate lower by at most {FOOLED_SLACK} sample, median L0 "
+                    f"at most {L0_RATIO_MAX:g}x. Writes parity.{{md,tex,csv}} under --out/<run>.",
+        epilog="Example: sparsebench run --config parity-offline && sparsebench parity")
+    store_options(parity)
+    parity.add_argument("--run", help="run id (default: the latest run)")
+    parity.add_argument("--check", action="store_true", help="exit 1 when a pair misses the goal")
+    parity.set_defaults(func=cmd_parity)
+
+    compare = sub.add_parser(
+        "compare", help="compare two attacks of a stored run sample by sample (sign test, intervals)",
+        description="Per dataset, model and mode of a stored run, compare attack A with attack B on the samples "
+                    "both ran on: each one's fooling rate with its Wilson 95%% interval, A's wins, ties and losses "
+                    "(lower L0 wins; a success beats a failure; two failures tie), the two-sided sign test's "
+                    "p-value on the non-tied samples, the Wilcoxon signed-rank p-value when neither failed on any "
+                    "sample, and the median of L0(A) / L0(B) over samples both fooled with its bootstrap 95%% "
+                    "interval. From the store alone; see reports/stats.py.",
+        epilog="Example: sparsebench compare --run default-0123abcd lin2025 fmn-l0 --unit pixels")
+    compare.add_argument("a", metavar="A", help="attack label as in the run's config")
+    compare.add_argument("b", metavar="B", help="attack label to compare A with")
+    compare.add_argument("--run", help="run id (default: the latest run)")
+    compare.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                         help=f"SQLite results store (default: {DEFAULT_STORE})")
+    compare.add_argument("--unit", choices=UNITS, default=None,
+                         help="count L0 in pixels (any channel changed) or elements (default: the run's budget unit)")
+    compare.set_defaults(func=cmd_compare)
+
     transfer = sub.add_parser(
         "transfer", help="evaluate a run's stored examples on other models (transferability matrix)",
         description="Rebuild every adversarial example of a stored run from the clean data and classify it "
@@ -578,7 +687,9 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce = sub.add_parser(
         "reproduce", help="rerun one of the paper's tables and print ours beside the paper's numbers",
         description="Run (or resume) the config of one of Lin et al.'s experiments and write our measured "
-                    "numbers beside the paper's, each labelled, with the difference. By default the offline "
+                    "numbers beside the paper's, each labelled: ratios to a reference method, ranks, the rank "
+                    "correlation per column and whether each of the paper's claims holds (the plain difference "
+                    "only with --online, the paper's own setting). By default the offline "
                     "counterpart on the Fashion-MNIST models trained here (config paper-<table>-offline; "
                     "lin2025-fig7 for fig7); --online runs the paper's setting (CIFAR-10 and ImageNet with "
                     "RobustBench and torchvision models: config paper-<table>), which needs their data and "

@@ -14,6 +14,8 @@ A config says what to measure::
     warmup = "auto"          # an untimed run of each unit's first batch: true, false, auto (on CUDA)
     precision = "fp32"       # the attacked model's autocast: fp32, bf16, fp16 (CUDA)
     channels_last = false    # the attacked model in channels-last memory layout
+    exclude_runs = ["lin2025-study-0123456789ab"]   # never attack the samples of these runs (same store)
+    exclude_indices = [[0, 1000], [4911, 4912]]     # nor these dataset indices (half-open [start, stop))
 
 ``batch_size = "auto"`` picks each unit's batch size from the attack's
 measured memory on the device (:func:`bench.speed.largest_batch`).
@@ -177,6 +179,11 @@ class BenchmarkConfig:
     channels_last: bool = False
     proposed: str = "lin2025"
     """The attack a report sets beside the best other one (a label of this config's attacks)."""
+    exclude_runs: tuple[str, ...] = ()
+    """Runs of the same store whose samples this run never attacks (a sample is its dataset and its input's
+    hash): a held-out evaluation provably disjoint from the samples something was tuned on."""
+    exclude_indices: tuple[tuple[int, int], ...] = ()
+    """Half-open ranges ``[start, stop)`` of dataset indices this run never attacks, in every dataset."""
 
     def to_dict(self) -> dict[str, Any]:
         content = json.loads(json.dumps(dataclasses.asdict(self)))
@@ -191,6 +198,9 @@ class BenchmarkConfig:
                 attack.pop("name")
         if not content["models"]:
             content.pop("models")
+        for key in _EXCLUSIONS:  # absent when unused: configs written before they existed keep their fingerprints
+            if not content[key]:
+                content.pop(key)
         return content
 
     def model(self, name: str) -> ModelConfig | None:
@@ -222,13 +232,14 @@ _TIME_ONLY = ("device", "warmup")
 _OUTSIDE_ONLY = ("function", "kind", "threat", "citation")
 _OUTSIDE_DATASET = ("folder", "function", "num_classes", "models_of", "family")
 _LATER_FIELDS = {"precision": "fp32", "channels_last": False, "proposed": "lin2025"}
+_EXCLUSIONS = ("exclude_runs", "exclude_indices")
 
 
 _TOP_FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str, "seed": int, "n_samples": int, "batch_size": (int, str), "modes": list,
     "target_selection": str, "budgets": list, "budget_unit": str, "device": str,
     "warmup": (bool, str), "precision": str, "channels_last": bool, "proposed": str,
-    "datasets": list, "attacks": list, "models": list,
+    "datasets": list, "attacks": list, "models": list, "exclude_runs": list, "exclude_indices": list,
 }
 _DATASET_FIELDS: dict[str, type | tuple[type, ...]] = {
     "name": str, "models": list, "root": str, "split": str,
@@ -444,7 +455,35 @@ def _top_level(top: dict[str, Any]) -> dict[str, Any]:
     top["budgets"] = tuple(budgets)
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", top.get("device", "auto")):
         raise SparseBenchError(f"config.device: {top['device']!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    top["exclude_runs"] = _exclude_runs(top.get("exclude_runs", []))
+    top["exclude_indices"] = _exclude_indices(top.get("exclude_indices", []))
     return top
+
+
+def _exclude_runs(runs: list[Any]) -> tuple[str, ...]:
+    """``exclude_runs``: distinct run ids (whether the store holds them is checked when the run starts)."""
+    for i, run_id in enumerate(runs):
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise SparseBenchError(f"config.exclude_runs[{i}]: {run_id!r} is not a run id; expected the id of a "
+                                   "run in the same store (`sparsebench runs` lists them)")
+    if len(set(runs)) != len(runs):
+        raise SparseBenchError(f"config.exclude_runs: {runs!r} repeats a run id")
+    return tuple(runs)
+
+
+def _exclude_indices(ranges: list[Any]) -> tuple[tuple[int, int], ...]:
+    """``exclude_indices``: ``[start, stop]`` pairs of integers, ``0 <= start < stop``, sorted and apart."""
+    checked: list[tuple[int, int]] = []
+    for i, pair in enumerate(ranges):
+        if (not isinstance(pair, list) or len(pair) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in pair) or not 0 <= pair[0] < pair[1]):
+            raise SparseBenchError(f"config.exclude_indices[{i}]: {pair!r} is not a range of dataset indices; "
+                                   "expected [start, stop] with integers 0 <= start < stop (stop is left out)")
+        if checked and pair[0] < checked[-1][1]:
+            raise SparseBenchError(f"config.exclude_indices[{i}]: {pair!r} starts before the previous range "
+                                   f"{list(checked[-1])} ends; give the ranges in increasing order, not overlapping")
+        checked.append((pair[0], pair[1]))
+    return tuple(checked)
 
 
 def parse_config(data: Mapping[str, Any], *, base: Path | None = None) -> BenchmarkConfig:

@@ -257,6 +257,7 @@ _EGS_TSSA_CITE = ("Ming, Ren, Wang & Feng, 'Transferable Structural Sparse Adver
                   "Sparsity Training', CVPR 2024, doi:10.1109/CVPR52733.2024.02332 (no arXiv version); builds on "
                   "He, Wang, Dong & Tan, 'Transferable Sparse Adversarial Attack', CVPR 2022, arXiv:2105.14727")
 _TORCHATTACKS_CITE = "Kim, 'Torchattacks: A PyTorch Repository for Adversarial Attacks', arXiv:2010.01950"
+_ADVLIB_CITE = "Rony & Ben Ayed, 'Adversarial Library' (adv-lib 0.2.8), github.com/jeromerony/adversarial-library"
 
 ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
     entry.name: entry
@@ -350,6 +351,28 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             # Measured 7/8 untargeted, 3/8 targeted (the bound covers both modes; its eq.-22 output
             # cannot move Fashion-MNIST's many pixels at exactly 0).
             smoke_success=0.25,
+        ),
+        AttackEntry(
+            ranges={"eps": "(0, 1]", "alpha": "(0, 1]", "momentum": "[0, 1)", "lam": "[0, inf)"},
+            name="lin2025-signed-omega",
+            function="attacks.lin2025:lin2025",
+            kind="minimum-norm",
+            norm="l0",
+            source="native",
+            modes=MODES,
+            threat="white-box",
+            citation=_LIN2025_CITE + "; Omega per sign of delta (the per-case bounds, eqs. 36-37, of "
+                                     "Proposition 2's proof), a reading of the proof, not the paper's eq.-22 formula",
+            # lin2025 with omega="signed" bound (attacks/lin2025.py:signed_box_scale): where delta > 0 the
+            # move is capped by 1 - x, where delta < 0 by x, instead of min(x, 1 - x) on both sides.
+            # Everything else is lin2025's, per family as above.
+            defaults={
+                "*": {"lam": 1e-2, "omega": "signed"},
+                "mnist": {"lam": 1e-2, "steps": 100, "eps": 4 / 255, "omega": "signed"},
+                "cifar10": {"lam": 1e-2, "steps": 100, "omega": "signed"},
+                "imagenet": {"lam": 1e-3, "steps": 200, "omega": "signed"},
+            },
+            smoke={"steps": 20}, smoke_success=0.25,
         ),
         AttackEntry(
             ranges={"eps": "(0, 1]"},
@@ -483,6 +506,31 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             citation="Carlini & Wagner, IEEE S&P 2017, arXiv:1608.04644; via Nicolae et al., "
                      "'Adversarial Robustness Toolbox v1.0.0', arXiv:1807.01069",
             smoke={"max_iter": 5, "binary_search_steps": 3, "initial_const": 1.0}, smoke_success=0.75,
+        ),
+        # adv-lib 0.2.8's implementations, the references of fmn-l0, sigma-zero and vfga (`sparsebench parity`);
+        # the library's defaults (baselines/advlib_wrappers.py), an optional install like ART.
+        AttackEntry(
+            ranges={"gamma_init": "(0, 1]", "gamma_final": "(0, 1]"},
+            name="adv-lib/fmn-l0", function="baselines.advlib_wrappers:fmn_l0", kind="minimum-norm", norm="l0",
+            source="adv-lib", modes=MODES, threat="white-box",
+            citation="Pintor, Roli, Brendel & Biggio, NeurIPS 2021, arXiv:2102.12827; via " + _ADVLIB_CITE,
+            smoke={"steps": 200}, smoke_success=0.75,
+        ),
+        AttackEntry(
+            ranges={"tau0": "[0, 1]", "tau_factor": "(0, 1)", "grad_norm": "(0, inf]"},
+            name="adv-lib/sigma-zero", function="baselines.advlib_wrappers:sigma_zero", kind="minimum-norm",
+            norm="l0", source="adv-lib", modes=("untargeted",),  # adv-lib returns the inputs when targeted
+            threat="white-box",
+            citation="Cinà, Villani, Pintor, Schönherr, Biggio & Pelillo, ICLR 2025, arXiv:2402.01879; via "
+                     + _ADVLIB_CITE,
+            smoke={"num_steps": 100}, smoke_success=0.75,
+        ),
+        AttackEntry(
+            name="adv-lib/vfga", function="baselines.advlib_wrappers:vfga", kind="minimum-norm", norm="l0",
+            source="adv-lib", modes=MODES, threat="white-box",
+            citation="Césaire, Schott, Hajri, Lamprier & Gallinari, ICTAI 2021, arXiv:2011.12423; via "
+                     + _ADVLIB_CITE,
+            smoke={"max_iter": 100}, smoke_success=0.75,
         ),
         AttackEntry(
             name="onepixel", function="baselines.onepixel:onepixel", kind="fixed-budget", norm="l0",

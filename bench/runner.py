@@ -2,7 +2,8 @@
 
 For each model the runner picks the samples to attack (the first
 ``n_samples`` test images, in a seeded random order, that the model
-classifies correctly), picks targets reproducibly, runs the attack in
+classifies correctly and the config does not exclude: :class:`Exclusion`,
+checked again before any attack), picks targets reproducibly, runs the attack in
 batches through a :class:`~bench.counting.CountingModel`, verifies every
 returned example itself (:func:`bench.verify.verify`) and writes each batch
 to the store in one transaction.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -51,9 +53,9 @@ from bench.verify import verify
 from bench.vocabulary import Mode
 
 __all__ = [
-    "ModelLoader", "ModelSession", "Selection", "Unit", "attack_batch", "batch_bounds", "batch_seed",
+    "Exclusion", "ModelLoader", "ModelSession", "Selection", "Unit", "attack_batch", "batch_bounds", "batch_seed",
     "check_resumable", "choose_batch_size", "choose_targets", "default_run_id", "make_unit", "open_model",
-    "prepare_unit", "record_unit", "resolve_device", "run_benchmark", "run_unit", "select_samples", "start_run",
+    "prepare_unit", "record_unit", "resolve_device", "resolve_exclusion", "run_benchmark", "run_unit", "select_samples", "start_run",
     "warm_up", "wants_warmup",
 ]
 
@@ -103,29 +105,129 @@ class Selection:
     candidates_seen: int
 
 
+@dataclass(frozen=True)
+class Exclusion:
+    """The samples a run must not attack: the config's ``exclude_indices`` and ``exclude_runs``.
+
+    A sample is its dataset and its identity in the store: the SHA-1 of its input (the ``input_sha1`` every
+    stored row has), else its ``sample_id`` (``<split>/<index>``). ``ranges`` are half-open ranges of dataset
+    indices, for every dataset; ``inputs`` and ``sample_ids`` map a dataset's name to the excluded identities
+    on it, each to the run it comes from (:func:`resolve_exclusion`).
+    """
+
+    ranges: tuple[tuple[int, int], ...] = ()
+    inputs: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    sample_ids: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges or self.inputs or self.sample_ids)
+
+    def range_of(self, index: int) -> tuple[int, int] | None:
+        """The excluded range holding a dataset index, if one does."""
+        return next(((start, stop) for start, stop in self.ranges if start <= index < stop), None)
+
+    def why(self, dataset: str, index: int, sample_id: str, sha1: str) -> str | None:
+        """Why a sample is excluded, or ``None`` when it is not."""
+        where = self.range_of(index)
+        if where is not None:
+            return f"index in exclude_indices {list(where)}"
+        run = self.inputs.get(dataset, {}).get(sha1)
+        if run is not None:
+            return f"input sha1 {sha1[:12]} attacked in run {run}"
+        run = self.sample_ids.get(dataset, {}).get(sample_id)
+        if run is not None:
+            return f"sample attacked in run {run}"
+        return None
+
+    def check_ranges(self, dataset: str, size: int) -> None:
+        """A range that starts past the dataset's end excludes nothing: a mistake, said before any work."""
+        for i, (start, stop) in enumerate(self.ranges):
+            if start >= size:
+                raise SparseBenchError(f"config.exclude_indices[{i}]: {[start, stop]} starts past the end of "
+                                       f"{dataset!r}, which has {size} images (indices 0 to {size - 1})")
+
+    def check_disjoint(self, dataset: str, samples: list[tuple[int, str, str]], what: str) -> None:
+        """Raise, naming each one, if any of ``samples`` (index, sample id, input SHA-1) is excluded."""
+        overlap = [f"{sample_id} ({reason})" for index, sample_id, sha1 in samples
+                   if (reason := self.why(dataset, index, sample_id, sha1)) is not None]
+        if overlap:
+            raise SparseBenchError(f"{what} on {dataset} overlap the excluded samples (config.exclude_runs / "
+                                   f"exclude_indices), in {len(overlap)} case(s): {', '.join(overlap)}; refusing "
+                                   "to attack them")
+
+
+def resolve_exclusion(config: BenchmarkConfig, store: ResultsStore | None, run_id: str | None = None) -> Exclusion:
+    """The config's exclusions, with the samples of its ``exclude_runs`` read from ``store``.
+
+    Every excluded run must be in the store, have samples, and not be the run itself (``run_id``).
+    """
+    if config.exclude_runs and store is None:
+        raise SparseBenchError(f"config.exclude_runs: {list(config.exclude_runs)!r} are runs of a results store, "
+                               "and this run has none to look them up in; run it with a store (sparsebench run)")
+    inputs: dict[str, dict[str, str]] = {}
+    sample_ids: dict[str, dict[str, str]] = {}
+    for i, excluded in enumerate(config.exclude_runs):
+        assert store is not None
+        if excluded == run_id:
+            raise SparseBenchError(f"config.exclude_runs[{i}]: {excluded!r} is this run itself; a run cannot be "
+                                   "held out from its own samples")
+        if store.get_run(excluded) is None:
+            known = ", ".join(store.runs()["run_id"]) or "none"
+            raise SparseBenchError(f"config.exclude_runs[{i}]: {excluded!r} is not a run in {store.path}; "
+                                   f"runs: {known}")
+        rows = store.samples(excluded)
+        if rows.empty:
+            raise SparseBenchError(f"config.exclude_runs[{i}]: run {excluded!r} has no samples stored yet, so "
+                                   "there is nothing to hold out from; finish it first")
+        for dataset, sample_id, sha1 in rows[["dataset", "sample_id", "input_sha1"]].itertuples(index=False):
+            if isinstance(sha1, str) and sha1:
+                inputs.setdefault(dataset, {}).setdefault(sha1, excluded)
+            else:
+                sample_ids.setdefault(dataset, {}).setdefault(sample_id, excluded)
+    return Exclusion(config.exclude_indices, inputs, sample_ids)
+
+
 @torch.no_grad()
-def select_samples(model: nn.Module, dataset, *, n_samples: int, seed: int, device: torch.device) -> Selection:
-    """The first ``n_samples`` images of a seeded permutation that ``model`` classifies correctly."""
+def select_samples(model: nn.Module, dataset, *, n_samples: int, seed: int, device: torch.device,
+                   exclusion: Exclusion | None = None, dataset_name: str = "", split: str = "test") -> Selection:
+    """The first ``n_samples`` images of a seeded permutation that ``model`` classifies correctly.
+
+    Images that ``exclusion`` names (by index, or as ``dataset_name``'s input hash or ``<split>/<index>``)
+    are passed over; ``candidates_seen`` still counts positions in the whole permutation.
+    """
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     indices: list[int] = []
     labels: list[Tensor] = []
     logits: list[Tensor] = []
-    seen = 0
+    seen = excluded = 0
     while len(indices) < n_samples and seen < len(order):
         chunk = order[seen:seen + SELECTION_CHUNK]
         seen += len(chunk)
+        if exclusion:
+            kept = [index for index in chunk if exclusion.range_of(index) is None]
+            excluded += len(chunk) - len(kept)
+            chunk = kept
+            if not chunk:
+                continue
         images, chunk_labels = get_batch(dataset, chunk)
         chunk_logits = model(images.to(device)).float().cpu()
         correct = chunk_logits.argmax(1) == chunk_labels
-        for position in torch.nonzero(correct).flatten().tolist()[: n_samples - len(indices)]:
-            indices.append(chunk[position])
+        for position in torch.nonzero(correct).flatten().tolist():
+            if len(indices) == n_samples:
+                break
+            index = chunk[position]
+            if exclusion and exclusion.why(dataset_name, index, f"{split}/{index}", _sha1(images[position])):
+                excluded += 1
+                continue
+            indices.append(index)
             labels.append(chunk_labels[position])
             logits.append(chunk_logits[position])
+    passed_over = f" ({excluded} excluded by the config)" if excluded else ""
     if not indices:
-        raise SparseBenchError(f"no sample of {seen} is classified correctly: is the model trained?")
+        raise SparseBenchError(f"no sample of {seen}{passed_over} is classified correctly: is the model trained?")
     if len(indices) < n_samples:
         warnings.warn(f"n_samples: {n_samples} asked, but only {len(indices)} of the dataset's {len(dataset)} images "
-                      "are classified correctly; attacking those", UserWarning, stacklevel=2)
+                      f"are classified correctly{passed_over}; attacking those", UserWarning, stacklevel=2)
     last = indices[-1]
     candidates_seen = order.index(last) + 1
     return Selection(indices, torch.stack(labels), torch.stack(logits), candidates_seen)
@@ -212,18 +314,28 @@ class Unit:
 
 
 def open_model(config: BenchmarkConfig, dataset_config: DatasetConfig, dataset, model_name: str,
-               loader: ModelLoader, device: torch.device) -> ModelSession:
+               loader: ModelLoader, device: torch.device, exclusion: Exclusion | None = None) -> ModelSession:
     """Load a model, prepare it and its attacked view, and select its samples.
 
     A registered model on an outside dataset loads the weights of the dataset it was registered for
-    (the outside dataset's ``models_of``).
+    (the outside dataset's ``models_of``). The samples skip what ``exclusion`` names (default: the config's
+    ``exclude_indices``; ``exclude_runs`` need :func:`resolve_exclusion` and a store), and are checked
+    against it once more, by index and input hash, before anything is attacked.
     """
     dataset_name, split = dataset_config.name, dataset_config.split
+    exclusion = exclusion if exclusion is not None else resolve_exclusion(config, None)
+    exclusion.check_ranges(dataset_name, len(dataset))
     weights_of = dataset_config.weights_of if config.model(model_name) is None else dataset_name
     model = prepare_model(loader(model_name, weights_of, device), device)
     attacked = speed_up(copy.deepcopy(model), precision=config.precision, channels_last=config.channels_last,
                         device=device)
-    selection = select_samples(model, dataset, n_samples=config.n_samples, seed=config.seed, device=device)
+    selection = select_samples(model, dataset, n_samples=config.n_samples, seed=config.seed, device=device,
+                               exclusion=exclusion, dataset_name=dataset_name, split=split)
+    if exclusion:
+        images, _ = get_batch(dataset, selection.indices)
+        exclusion.check_disjoint(dataset_name, [(index, f"{split}/{index}", _sha1(image))
+                                                for index, image in zip(selection.indices, images)],
+                                 f"the samples selected for {model_name}")
     counting = CountingModel(attacked)
     info = dataset_config.info()
     return ModelSession(dataset_name, split, dataset, info.num_classes, model_name, model,
@@ -505,11 +617,17 @@ def run_benchmark(
     loader = load_model or _default_loader(cache_dir, progress, config, shapes)
     created = False
     datasets, entries = datasets or {}, entries or {}
+    exclusion = resolve_exclusion(config, store, run_id)
+    if exclusion and store.get_run(run_id) is not None:  # what a resumed run already attacked is checked too
+        stored = store.samples(run_id)
+        for name, rows in stored.groupby("dataset"):
+            exclusion.check_disjoint(str(name), list(rows[["sample_index", "sample_id", "input_sha1"]].itertuples(
+                index=False, name=None)), f"the samples run {run_id} already attacked")
     for dataset_config in config.datasets:
         dataset = datasets[dataset_config.name] if dataset_config.name in datasets else dataset_config.load()
         shapes[dataset_config.name] = image_shape(dataset)
         for model_name in dataset_config.models:
-            session = open_model(config, dataset_config, dataset, model_name, loader, device)
+            session = open_model(config, dataset_config, dataset, model_name, loader, device, exclusion)
             if not created:  # the run exists once its first inputs load: a failed load leaves no empty run
                 start_run(config, store, run_id, device)
                 created = True

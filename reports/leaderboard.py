@@ -13,6 +13,12 @@ Rankings, per (dataset, model, mode):
 * ``fooling_rate`` overall and ``fr@k`` within each L0 budget ``k``;
 * ``median_l0_<unit>`` over successful samples (lower is better; an attack
   that fooled few samples has its median over those few, easy ones).
+
+Fooling rates and medians are shown as ``value [lo, hi]``: Wilson and
+bootstrap 95% intervals (:mod:`reports.stats`). Below each ranking, every
+other attack is compared with the leader sample by sample
+(:func:`reports.stats.compare_attacks`: wins, ties, losses, sign test,
+median L0 ratio), so that a lead within the noise is not read as one.
 """
 
 from __future__ import annotations
@@ -40,14 +46,15 @@ from reports.escaping import (
     shell_command,
 )
 from reports.plots import robust_accuracy_curves, time_versus_l0
+from reports.stats import compare_attacks
 from reports.tables import PROPOSED, format_table, summarize
 
 if TYPE_CHECKING:
     from bench.store import ResultsStore
 
 __all__ = ["PROPOSED", "UNITS", "Leaderboard", "align_samples", "build_leaderboard", "load_samples",
-           "optimality", "optimality_scores", "parse_budgets", "write_html", "write_leaderboard",
-           "write_markdown"]
+           "optimality", "optimality_scores", "pairwise_with_leader", "parse_budgets", "write_html",
+           "write_leaderboard", "write_markdown"]
 
 GROUP = ["dataset", "model", "mode"]
 UNITS = ("pixels", "elements")
@@ -195,6 +202,8 @@ class Leaderboard:
     budgets: list[int]
     unit: str
     sentences: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    pairwise: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Each attack against its group's leader, sample by sample (:func:`pairwise_with_leader`)."""
 
     def groups(self) -> list[tuple[str, str, str]]:
         return list(dict.fromkeys(map(tuple, self.coverage[GROUP].to_numpy())))
@@ -237,11 +246,52 @@ def build_leaderboard(samples: pd.DataFrame, runs: list[dict[str, Any]], *, budg
     board = Leaderboard(rows=rows, ranks=ranks, coverage=coverage, samples=aligned, runs=runs,
                         budgets=list(budgets), unit=unit)
     board.sentences = {key: _proposed_sentence(board, key, proposed) for key in board.groups()}
+    board.pairwise = pairwise_with_leader(aligned, rows, unit)
     return board
+
+
+PAIRWISE_COLUMNS = ["attack", "leader", "samples", "wins", "ties", "losses", "sign_test_p", "median_ratio",
+                    "median_ratio_lo", "median_ratio_hi", "verdict"]
+
+
+def pairwise_with_leader(samples: pd.DataFrame, rows: pd.DataFrame, unit: str = "pixels") -> pd.DataFrame:
+    """Every attack of a (dataset, model, mode) against its leader (the first of ``rows``), sample by sample.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        Aligned per-sample rows (:func:`align_samples`).
+    rows : DataFrame
+        The ranked rows, best first per group (:func:`build_leaderboard`).
+    unit : {"pixels", "elements"}
+        L0 unit.
+
+    Returns
+    -------
+    DataFrame
+        Per group and attack other than the leader: the group's columns, then :data:`PAIRWISE_COLUMNS` of
+        :func:`reports.stats.compare_attacks` with the attack as A and the leader as B (``wins``: samples where
+        the attack beat the leader; ``median_ratio`` < 1: it needed fewer changes).
+    """
+    found = []
+    for key, group in rows.groupby(GROUP, sort=False):
+        leader = group["attack"].iloc[0]
+        unit_samples = _group(samples, key)
+        for attack in group["attack"].iloc[1:]:
+            table = compare_attacks(unit_samples, attack, leader, unit=unit)
+            found.append(table.rename(columns={"a": "attack", "b": "leader"})[GROUP + PAIRWISE_COLUMNS])
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=GROUP + PAIRWISE_COLUMNS)
 
 
 def _group(frame: pd.DataFrame, key: tuple[str, str, str]) -> pd.DataFrame:
     return frame[(frame[GROUP] == pd.Series(key, index=GROUP)).all(axis=1)]
+
+
+def _pairwise(board: Leaderboard, key: tuple[str, str, str]) -> pd.DataFrame:
+    """One group's comparisons with its leader, without the group's columns (empty when there is none)."""
+    if board.pairwise.empty:
+        return pd.DataFrame(columns=PAIRWISE_COLUMNS)
+    return _group(board.pairwise, key).drop(columns=GROUP).reset_index(drop=True)
 
 
 def _proposed_sentence(board: Leaderboard, key: tuple[str, str, str], proposed: str) -> str:
@@ -291,8 +341,10 @@ def _number(value: Any, digits: int) -> str:
 
 
 def _shown(rows: pd.DataFrame, unit: str, *, columns: Sequence[str]) -> pd.DataFrame:
-    """Rounded for display (``-`` for missing), in ``columns`` order."""
-    shown = format_table(rows[list(columns)])
+    """Rounded for display (``-`` for missing), in ``columns`` order; a column with ``_lo``/``_hi`` bounds in
+    ``rows`` shows as ``value [lo, hi]``."""
+    bounds = [f"{c}_{end}" for c in columns for end in ("lo", "hi") if f"{c}_{end}" in rows.columns]
+    shown = format_table(rows[list(columns) + bounds])[list(columns)]
     if "optimality" in shown:
         shown["optimality"] = [_number(v, 3) for v in rows["optimality"]]
     return shown
@@ -336,7 +388,12 @@ def _method_text(board: Leaderboard) -> str:
             "attack of the comparison found is the empirical best; an attack's score is the sum over budgets "
             "k = 1..K of its attack success rate within k, divided by the same sum for the per-sample best, with K "
             "the largest per-sample best L0 (1.0 = matches the best on every sample). Only samples that every "
-            "compared attack ran on count (identified by sample id, input SHA-1 and target).")
+            "compared attack ran on count (identified by sample id, input SHA-1 and target). [lo, hi]: 95% "
+            "intervals, Wilson for fooling rates, percentile bootstrap (2000 resamples, seed 0) for medians. Against "
+            "the leader: per sample the smaller L0 wins, a success beats a failure, two failures tie; "
+            "sign_test_p is the two-sided sign test on the non-tied samples (verdict at 0.05, no correction for "
+            "the number of comparisons); median_ratio is the attack's L0 over the leader's on samples both "
+            "fooled.")
 
 
 def _command(board: Leaderboard, store_path: Path, out: Path) -> str:
@@ -378,6 +435,10 @@ def write_markdown(board: Leaderboard, path: Path, figures: dict[str, Path], com
         ranks = _group(board.ranks, key).drop(columns=GROUP).assign(attack=marked)
         lines += [markdown_table(shown, verbatim=["attack"]), "", "Ranks (1 = best; ties share a rank):", "",
                   markdown_table(ranks, verbatim=["attack"]), ""]
+        pairwise = _pairwise(board, key)
+        if not pairwise.empty:
+            lines += ["Each attack against the leader, sample by sample (wins: samples where it beat the leader):",
+                      "", markdown_table(format_table(pairwise)), ""]
     lines += ["## Global optimality (mean over models, per mode)", "",
               markdown_table(format_table(_global_optimality(board)), floatfmt=".3f"), "", "## Figures", ""]
     lines += [f"![{markdown_escape(title)}]({quote(figure.relative_to(path.parent).as_posix())})"
@@ -431,11 +492,15 @@ def write_html(board: Leaderboard, path: Path, figures: dict[str, Path], command
         used.add(slug)
         rows = _group(board.rows, key)
         ranks = _group(board.ranks, key).drop(columns=GROUP)
+        pairwise = _pairwise(board, key)
+        shown_pairwise = format_table(pairwise)
         groups.append({
             "title": " / ".join(key), "note": _coverage_note(_group(board.coverage, key).iloc[0], rows, board.unit),
             "sentence": board.sentences[key],
             "table": _html_table(f"t-{slug}", rows[columns], _shown(rows, board.unit, columns=columns), proposed),
             "ranks": _html_table(f"r-{slug}", ranks, ranks, proposed),
+            "pairwise": _html_table(f"p-{slug}", pairwise[list(shown_pairwise.columns)], shown_pairwise, proposed)
+            if not pairwise.empty else None,
         })
     global_table = _global_optimality(board)
     runs = pd.DataFrame([_describe_run(run) for run in board.runs])

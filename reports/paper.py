@@ -3,12 +3,26 @@
 Lin, Lou, Wang, Jalaian & Yuan, "Towards Interpretable Adversarial Examples
 via Sparse Adversarial Attack", arXiv:2506.17250, Section 5 (restated in
 ``shared/paper/SPEC.md``). The numbers here are the paper's, never ours: a
-table built from them always puts them in a column labelled as the paper's,
-beside what our run measured on the setting named in the same row, with the
-difference. Where our setting is not the paper's (the offline counterparts
-run on Fashion-MNIST SmallCNNs, not CIFAR-10 / ImageNet), the row says both
-settings, and the difference is then a comparison of two different
-experiments, which the caption says.
+table built from them always puts them in columns labelled as the paper's,
+beside what our run measured on the setting named in the same row.
+
+Where our setting is not the paper's (the offline counterparts run on
+Fashion-MNIST models trained here, not CIFAR-10 / ImageNet), a difference
+between the two numbers would compare two experiments, and means nothing.
+What can carry from one experiment to the other is compared instead, each
+side computed within its own experiment:
+
+* each method's value as a ratio to a reference method's (``PaperTable.reference``,
+  FMN where the table has it) in the same column;
+* each method's rank in its column (1 = best), and per column the rank
+  correlation of the two orders (Spearman and Kendall, with n and p:
+  :func:`rank_agreement`);
+* the paper's claims: for each method, the paper's order of the proposed
+  attack and that method, and whether our run has the same order (holds,
+  fails, not run).
+
+Only on the paper's own setting (``where="online"``) is the plain difference
+(ours - paper) added.
 
 Each :class:`PaperTable` names the configs that reproduce it
 (``bench/configs/paper-<table>.toml`` where the data and weights are at
@@ -19,11 +33,16 @@ paper column to a unit of those runs.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import pandas as pd
+from scipy import stats
 
-__all__ = ["ATTACK_NAMES", "PAPER_TABLES", "PaperTable", "compare_with_paper"]
+__all__ = ["ATTACK_NAMES", "PAPER_TABLES", "PROPOSED_METHOD", "PaperTable", "compare_with_paper", "rank_agreement"]
+
+PROPOSED_METHOD = "proposed"
+"""The paper's name for its own method in its tables."""
 
 #: The paper's method names -> registry names (the minimum-norm form where the table needs one;
 #: GreedyFool with a uniform distortion map, as registered: see baselines/greedyfool.py).
@@ -55,6 +74,13 @@ class PaperTable:
     unit: str
     values: dict[str, dict[str, float | None]]  # paper method -> paper column -> value
     columns: dict[str, tuple[Column, ...]] = field(default_factory=dict)  # "online" / "offline" -> columns
+    higher_is_better: bool = False  # fooling rates: True; L0 and seconds: False
+    reference: str = "FMN"  # the paper method every ratio is to (in the paper's table and in our configs)
+
+    @property
+    def better(self) -> str:
+        """How the metric orders the methods, in words."""
+        return "higher is better" if self.higher_is_better else "lower is better"
 
 
 _T1_COLUMNS = ("untargeted CIFAR-10", "untargeted ImageNet", "targeted CIFAR-10", "targeted ImageNet")
@@ -128,6 +154,7 @@ PAPER_TABLES: dict[str, PaperTable] = {
             "offline": (Column(_T2_COLUMNS[0], _FM, _PGD, "untargeted"),
                         Column(_T2_COLUMNS[2], _FM, _FAST, "untargeted")),
         },
+        higher_is_better=True,
     ),
     "table3": PaperTable(
         "table3", "Transferability: fooling rate (%) on the evaluated model of examples made on the source model",
@@ -139,6 +166,7 @@ PAPER_TABLES: dict[str, PaperTable] = {
             "offline": tuple(Column(c, _FM, target, "untargeted", source=source) for c, (source, target) in zip(
                 _T3_COLUMNS, [(s, t) for s in (_SC, _MLP) for t in (_PGD, _SC, _MLP, _FAST)])),
         },
+        higher_is_better=True,
     ),
     "table4": PaperTable(
         "table4", "Time cost (s per image) of white-box attacks on ImageNet", "seconds_per_sample", "s",
@@ -147,43 +175,130 @@ PAPER_TABLES: dict[str, PaperTable] = {
             "online": tuple(Column(c, "imagenet", m, "untargeted") for c, m in zip(_T4_COLUMNS, (_VGG16, _VGG19, _R101, _R152))),
             "offline": tuple(Column(c, _FM, m, "untargeted") for c, m in zip(_T4_COLUMNS, (_SC, _PGD, _MLP, _FAST))),
         },
+        reference="C&W-L0",  # Table 4 has no FMN
     ),
 }
 
 
+def _number(value: object) -> float | None:
+    """A measured or reported value, or ``None`` when there is none (missing or NaN)."""
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(number) else number
+
+
+def _order(table: PaperTable, proposed: float | None, other: float | None) -> str | None:
+    """The order of the proposed attack and another method in one column: better, worse or equal."""
+    if proposed is None or other is None:
+        return None
+    if proposed == other:
+        return "equal"
+    return "proposed better" if (proposed > other) == table.higher_is_better else "proposed worse"
+
+
 def compare_with_paper(table: PaperTable, ours: pd.DataFrame, *, where: str) -> pd.DataFrame:
-    """Our measured values beside the paper's, one row per (paper method, paper column).
+    """Our run beside the paper's numbers, one row per (paper method, paper column).
 
     ``ours`` has one row per unit with ``dataset, model, attack, mode`` (and
     ``source`` for Table 3) and the table's metric column, plus
     ``fooling_rate`` and ``samples`` when known. ``where`` is ``"online"`` or
     ``"offline"``: which of the table's column mappings the run used.
-    Methods or columns our run did not measure show "not run".
+
+    Each side is read within its own experiment: the value, its ratio to the
+    reference method's value in the same column, its rank in the column
+    (1 = best, ties share the best rank), and for every method but the
+    proposed one the paper's order of the proposed attack and that method
+    (``paper claim``) with whether our run has the same order (``claim in our
+    run``: holds, fails, or not run when our run lacks either value). Only
+    ``where="online"`` adds ``difference (ours - paper)``: offline, the two
+    values come from different experiments. Methods or columns our run did
+    not measure show "not run".
     """
+    metric, reference = table.metric, table.reference
     rows = []
     for method, values in table.values.items():
         attack = ATTACK_NAMES[method]
         for column in table.columns[where]:
-            paper_value = values.get(column.paper)
             match = ours[(ours["attack"] == attack) & (ours["dataset"] == column.dataset)
                          & (ours["model"] == column.model) & (ours["mode"] == column.mode)]
             if column.source is not None and not match.empty:
                 match = match[match["source"] == column.source]
             setting = f"{column.dataset} {column.source + ' -> ' if column.source else ''}{column.model} {column.mode}"
-            row = {"method (paper)": method, "attack (ours)": attack, "paper setting": column.paper,
-                   f"paper {table.metric}": paper_value, "our setting": setting}
-            if match.empty:
-                row.update({f"our {table.metric}": None, "difference (ours - paper)": None, "note": "not run"})
-            else:
-                value = float(match.iloc[0][table.metric])
-                row[f"our {table.metric}"] = value
-                row["difference (ours - paper)"] = (value - paper_value if paper_value is not None
-                                                    and not math.isnan(value) else None)
-                notes = []
-                if "fooling_rate" in match and table.metric != "fooling_rate":
-                    notes.append(f"our fooling rate {float(match.iloc[0]['fooling_rate']):.1f}%")
-                if "samples" in match:
-                    notes.append(f"{int(match.iloc[0]['samples'])} samples")
-                row["note"] = ", ".join(notes)
+            row: dict[str, object] = {
+                "method (paper)": method, "attack (ours)": attack, "paper setting": column.paper,
+                "our setting": setting, f"paper {metric}": values.get(column.paper),
+                f"our {metric}": None if match.empty else _number(match.iloc[0][metric]),
+            }
+            notes = ["not run"] if match.empty else []
+            if not match.empty and "fooling_rate" in match and metric != "fooling_rate":
+                notes.append(f"our fooling rate {float(match.iloc[0]['fooling_rate']):.1f}%")
+            if not match.empty and "samples" in match:
+                notes.append(f"{int(match.iloc[0]['samples'])} samples")
+            row["note"] = ", ".join(notes)
             rows.append(row)
-    return pd.DataFrame(rows)
+    result = pd.DataFrame(rows)
+    for side in ("paper", "our"):
+        value = result[f"{side} {metric}"].astype(float)
+        by_column = value.groupby(result["paper setting"])
+        reference_value = result["paper setting"].map(
+            value[result["method (paper)"] == reference].groupby(result["paper setting"]).first())
+        result[f"{side} ratio to {reference}"] = (value / reference_value.where(reference_value != 0)).astype(float)
+        result[f"{side} rank"] = by_column.rank(method="min", ascending=not table.higher_is_better).astype("Int64")
+    claims: list[str | None] = []
+    verdicts: list[str | None] = []
+    for _, row in result.iterrows():
+        if row["method (paper)"] == PROPOSED_METHOD:
+            claims.append(None)
+            verdicts.append(None)
+            continue
+        mine = result[(result["method (paper)"] == PROPOSED_METHOD) & (result["paper setting"] == row["paper setting"])]
+        claim = _order(table, _number(mine[f"paper {metric}"].iloc[0]), _number(row[f"paper {metric}"]))
+        ours_order = _order(table, _number(mine[f"our {metric}"].iloc[0]), _number(row[f"our {metric}"]))
+        claims.append(claim)
+        verdicts.append(None if claim is None else "not run" if ours_order is None
+                        else "holds" if ours_order == claim else "fails")
+    result["paper claim (proposed vs this method)"] = claims
+    result["claim in our run"] = verdicts
+    if where == "online":
+        result["difference (ours - paper)"] = result[f"our {metric}"].astype(float) - result[f"paper {metric}"].astype(float)
+    order = ["method (paper)", "attack (ours)", "paper setting", "our setting", f"paper {metric}", f"our {metric}",
+             f"paper ratio to {reference}", f"our ratio to {reference}", "paper rank", "our rank",
+             "paper claim (proposed vs this method)", "claim in our run"]
+    return result[order + (["difference (ours - paper)"] if where == "online" else []) + ["note"]]
+
+
+def rank_agreement(table: PaperTable, comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per paper column, how far our order of the methods agrees with the paper's.
+
+    Over the methods with a value on both sides (``n``): Spearman's rho and
+    Kendall's tau (``scipy.stats``, tau-b, two-sided p), and how many of the
+    paper's claims about the proposed attack hold in our run. A correlation
+    needs n >= 3 and some spread on both sides; otherwise it is left empty and
+    the note says why.
+    """
+    metric = table.metric
+    rows = []
+    for setting, column in comparison.groupby("paper setting", sort=False):
+        both = column.dropna(subset=[f"paper {metric}", f"our {metric}"])
+        paper, ours = both[f"paper {metric}"].astype(float), both[f"our {metric}"].astype(float)
+        row: dict[str, object] = {"paper setting": setting, "our setting": column["our setting"].iloc[0], "n": len(both),
+                                  "Spearman rho": None, "Spearman p": None, "Kendall tau": None, "Kendall p": None}
+        if len(both) < 3:
+            row["note"] = f"{len(both)} method(s) with both values: too few to correlate"
+        elif paper.nunique() == 1 or ours.nunique() == 1:
+            row["note"] = "all values equal on one side: no order to correlate"
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scipy's warnings on small n; p says it
+                spearman = stats.spearmanr(paper, ours)
+                kendall = stats.kendalltau(paper, ours)
+            row.update({"Spearman rho": float(spearman.statistic), "Spearman p": float(spearman.pvalue),
+                        "Kendall tau": float(kendall.statistic), "Kendall p": float(kendall.pvalue), "note": ""})
+        verdicts = column["claim in our run"].value_counts()
+        row["paper's claims in our run"] = (f"{int(verdicts.get('holds', 0))} hold, {int(verdicts.get('fails', 0))} "
+                                            f"fail, {int(verdicts.get('not run', 0))} not run")
+        rows.append(row)
+    order = ["paper setting", "our setting", "n", "Spearman rho", "Spearman p", "Kendall tau", "Kendall p",
+             "paper's claims in our run", "note"]
+    return pd.DataFrame(rows)[order]

@@ -6,7 +6,8 @@ units' hyperparameters) and writes one figure; none runs an attack.
 * :func:`robust_accuracy_curves`: robust accuracy against the L0 budget, one
   panel per (model, mode), one curve per attack: at budget ``k`` a sample
   counts as robust unless the attack succeeded with at most ``k`` changed
-  pixels (or elements).
+  pixels (or elements); a band around each curve is the Wilson 95% interval
+  of the robust accuracy at each budget (:func:`robust_accuracy_band`).
 * :func:`time_versus_l0`: seconds per sample against median L0, per attack.
 * :func:`example_grid`: clean image, adversarial image and perturbation map
   with its L0, per attack, for a few samples (the paper's Figures 1 and 3).
@@ -28,9 +29,11 @@ import pandas as pd
 
 from bench.config import stored_dataset
 from bench.paths import inside
+from reports.stats import wilson_interval
 from reports.transfer import rebuild_examples
 
-__all__ = ["example_grid", "find_sweeps", "robust_accuracy_curves", "sweep_curves", "time_versus_l0"]
+__all__ = ["example_grid", "find_sweeps", "robust_accuracy", "robust_accuracy_band", "robust_accuracy_curves",
+           "sweep_curves", "time_versus_l0"]
 
 PANEL_KEY = ["dataset", "model", "mode"]
 
@@ -97,9 +100,22 @@ def robust_accuracy(samples: pd.DataFrame, budgets: Iterable[int], unit: str = "
     return np.array([100.0 * (1 - (success & (l0 <= k)).mean()) for k in budgets])
 
 
+def robust_accuracy_band(samples: pd.DataFrame, budgets: Iterable[int], unit: str = "pixels",
+                         confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson interval (%) of :func:`robust_accuracy` at each budget: ``(lo, hi)``, NaN for no sample."""
+    success = samples["success"].astype(bool).to_numpy()
+    l0 = samples[f"l0_{unit}"].to_numpy()
+    bounds = [wilson_interval(int((~(success & (l0 <= k))).sum()), len(l0), confidence) for k in budgets]
+    lo, hi = np.array(bounds, dtype=float).reshape(-1, 2).T
+    return 100.0 * lo, 100.0 * hi
+
+
 def robust_accuracy_curves(samples: pd.DataFrame, path: Path, *, unit: str = "pixels",
                            order: pd.DataFrame | None = None) -> Path:
     """Robust accuracy against the L0 budget (log axis), one panel per (dataset, model, mode).
+
+    Each curve has a shaded band: the Wilson 95% interval of the robust accuracy at each budget
+    (:func:`robust_accuracy_band`), over that attack's samples.
 
     ``order`` (e.g. the run's summary table) gives the order of panels and
     attacks; by default, the order in which ``samples`` holds them.
@@ -116,6 +132,9 @@ def robust_accuracy_curves(samples: pd.DataFrame, path: Path, *, unit: str = "pi
         for attack in attacks:
             if (dataset, model, mode, attack) in groups:
                 accuracy = robust_accuracy(groups[dataset, model, mode, attack], budgets, unit)
+                lo, hi = robust_accuracy_band(groups[dataset, model, mode, attack], budgets, unit)
+                axis.fill_between(budgets, lo, hi, step="post", color=styles[attack]["color"], alpha=0.15,
+                                  linewidth=0)
                 axis.step(budgets, accuracy, where="post", label=attack, **styles[attack])
         axis.set(xscale="log", ylim=(-2, 102), xlabel=f"L0 budget ({unit})", ylabel="robust accuracy (%)",
                  title=f"{model} {mode}")

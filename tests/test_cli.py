@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from bench.store import ResultsStore
 def test_help_names_every_command():
     result = subprocess.run([sys.executable, "-m", "bench.cli", "--help"], capture_output=True, text=True, check=True)
     for command in ("run", "list", "report", "runs", "transfer", "reproduce", "bench", "models", "leaderboard", "interpret",
-                    "baseline", "check"):
+                    "baseline", "check", "compare", "parity"):
         assert command in result.stdout
 
 
@@ -203,7 +204,8 @@ def test_the_proposed_attack_is_a_config_field(tmp_path, tiny_model):
         run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
     assert main(["report", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / run_id / "report.md").read_text()
-    assert "The proposed attack (mine) beside the best other attack" in report
+    assert "The proposed attack (mine) against the best other attack" in report
+    assert "sample by sample" in report and re.search(r"\| other\s+\|.*\|\s+6 \|", report)  # 6 paired samples
     with pytest.raises(ValueError, match=r"config.proposed: 'mien' is not a label of this config's attacks"):
         parse_config({"proposed": "mien", "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
                       "attacks": attacks})

@@ -179,3 +179,48 @@ def test_every_default_lies_in_its_range():
             for key, value in entry.hyperparameters(family).items():
                 if key in ranges and isinstance(value, (int, float)) and not isinstance(value, bool):
                     assert value in ranges[key], (entry.name, family, key, value)
+
+
+@pytest.mark.parametrize("config,message", [
+    (with_(exclude_runs="tuning-1"), r"config.exclude_runs: 'tuning-1' is a str; expected list"),
+    (with_(exclude_runs=[3]), r"config.exclude_runs\[0\]: 3 is not a run id; expected the id of a run in the same store"),
+    (with_(exclude_runs=["a", " "]), r"config.exclude_runs\[1\]: ' ' is not a run id"),
+    (with_(exclude_runs=["a", "a"]), r"config.exclude_runs: \['a', 'a'\] repeats a run id"),
+    (with_(exclude_indices=[0, 10]), r"config.exclude_indices\[0\]: 0 is not a range of dataset indices; expected "
+                                     r"\[start, stop\] with integers 0 <= start < stop \(stop is left out\)"),
+    (with_(exclude_indices=[[5, 5]]), r"config.exclude_indices\[0\]: \[5, 5\] is not a range"),
+    (with_(exclude_indices=[[-1, 5]]), r"config.exclude_indices\[0\]: \[-1, 5\] is not a range"),
+    (with_(exclude_indices=[[0, 2.5]]), r"config.exclude_indices\[0\]: \[0, 2.5\] is not a range"),
+    (with_(exclude_indices=[[0, True]]), r"config.exclude_indices\[0\]: \[0, True\] is not a range"),
+    (with_(exclude_indices=[[0, 5, 9]]), r"config.exclude_indices\[0\]: \[0, 5, 9\] is not a range"),
+    (with_(exclude_indices=[[10, 20], [15, 30]]), r"config.exclude_indices\[1\]: \[15, 30\] starts before the "
+                                                   r"previous range \[10, 20\] ends"),
+])
+def test_bad_exclusions_name_field_value_and_allowed(config, message):
+    with pytest.raises(ValueError, match=message):
+        parse_config(config)
+
+
+def test_exclusions_are_recorded_and_fingerprinted_only_when_given():
+    config = parse_config(with_(exclude_runs=["tuning-1"], exclude_indices=[[0, 10], [20, 21]]))
+    assert config.exclude_runs == ("tuning-1",) and config.exclude_indices == ((0, 10), (20, 21))
+    assert config.to_dict()["exclude_indices"] == [[0, 10], [20, 21]]
+    stored = config.to_dict()  # as the run records it, and as the gate's re-run parses it back
+    assert parse_config(with_(exclude_runs=stored["exclude_runs"], exclude_indices=stored["exclude_indices"])) == config
+    assert config.fingerprint() != parse_config(BASE).fingerprint()
+    plain = parse_config(with_(exclude_runs=[], exclude_indices=[]))
+    assert "exclude_runs" not in plain.to_dict() and plain.fingerprint() == "bed16156428e"
+
+
+def test_heldout_excludes_every_candidate_lin2025_study_looked_at():
+    """lin2025-study attacked the correctly classified ones among the first 23 of its seed-0 permutation
+    (candidates_seen <= 23 with the cached models): lin2025-heldout excludes all 23, by index."""
+    import torch
+
+    from bench.config import resolve_config
+
+    study, heldout = (load_config(resolve_config(name)) for name in ("lin2025-study", "lin2025-heldout"))
+    assert study.seed == 0 and study.n_samples == 20 and study.datasets[0].name == heldout.datasets[0].name
+    excluded = {i for start, stop in heldout.exclude_indices for i in range(start, stop)}
+    looked_at = torch.randperm(10000, generator=torch.Generator().manual_seed(study.seed)).tolist()[:23]
+    assert excluded == set(looked_at)

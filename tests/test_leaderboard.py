@@ -130,6 +130,17 @@ def test_markdown_ranks_the_attacks_and_says_where_lin2025_loses(tmp_path):
     assert ("lin2025 (proposed) ranks by optimality 2 of 3 (0.786; best fmn-l0, 0.996), by fooling rate 2 of 3 "
             "(75.0%), by median L0 1 of 3 (9.0 pixels). It loses on optimality to fmn-l0.") in page
     assert "ranks first (or ties) by optimality on 0 of 1 comparisons; it loses on m untargeted (to fmn-l0)" in page
+    # intervals: Wilson for 4 of 4 and 3 of 4 fooled; the bootstrap interval of the median L0
+    assert re.search(r"\| fmn-l0\s+\|\s+0\.996 \| 100\.0 \\\[51\.0, 100\.0\\\] \|", table)
+    assert re.search(r"\(proposed\) \|\s+0\.786 \| 75\.0 \\\[30\.1, 95\.4\\\]\s+\|", table)
+    assert re.search(r"\| 9\.0 \\\[3\.0, 100\.0\\\]\s+\|", table)
+    # each attack against the leader, sample by sample: lin2025 [9, 3, -, 100] against fmn-l0 [10, 2, 50, 100]
+    pairwise = page[page.index("Each attack against the leader"):page.index("## Global optimality")]
+    assert re.search(r"\| lin2025\s+\| fmn-l0\s+\|\s+4 \|\s+1 \|\s+1 \|\s+2 \|\s+1\s+\|", pairwise)
+    assert re.search(r"\| none\s+\| fmn-l0\s+\|\s+4 \|\s+0 \|\s+0 \|\s+4 \|\s+0\.12 \|.*no significant "
+                     r"difference \(p=0\.12\)", pairwise)
+    html = (tmp_path / "out" / "leaderboard.html").read_text()
+    assert 'id="p-fmnist-m-untargeted"' in html and "100.0 [51.0, 100.0]" in html
     for provenance in ("commit-r1", '"torch": "2.x"', '"cpu_count": 2', '"budgets": [1, 5, 10]'):
         assert provenance in page
     assert f"sparsebench leaderboard --store {tmp_path / 's.sqlite'} --run r1 --out {tmp_path / 'out'}" in page

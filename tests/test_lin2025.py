@@ -15,15 +15,19 @@ from torch import nn
 
 from attacks.ifgsm import i_fgsm
 from attacks.lin2025 import (
+    _accumulated_fgsm,
     active_mask,
     box_scale,
     heaviside,
     lin2025,
     lin2025_code,
+    signed_box_scale,
     sparse_example,
 )
+from attacks.lin2025_improved import lin2025_improved
 from attacks.norms import l0_elements
 from bench.data import get_batch
+from bench.registry import FAMILIES, get_attack, get_entry
 from bench.verify import verify
 
 EPS = 4 / 255
@@ -248,3 +252,299 @@ def test_patience_stops_early_without_changing_the_best(batch, tiny_model):
     # Can fail: a patience shorter than the gaps between improvements stops too early.
     early = lin2025(tiny_model, images, labels, steps=120, patience=1)
     assert (l0_elements(images, early) > l0_elements(images, full)).any()
+
+
+# --- helpers for the tests below ---------------------------------------------------------
+
+class _Recorder(nn.Module):
+    """Passes inputs to ``model`` and records each forward's input and whether it was built
+    with a graph (the I-FGSM steps and the SGD steps on ``w``) or not (the evaluations)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.inputs: list[torch.Tensor] = []
+        self.with_graph: list[bool] = []
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(z.detach().clone())
+        self.with_graph.append(torch.is_grad_enabled() and z.requires_grad)
+        return self.model(z)
+
+    def graph_inputs(self) -> list[torch.Tensor]:
+        return [z for z, graph in zip(self.inputs, self.with_graph) if graph]
+
+    def plain_inputs(self) -> list[torch.Tensor]:
+        return [z for z, graph in zip(self.inputs, self.with_graph) if not graph]
+
+
+def _linear(weight, bias) -> nn.Module:
+    """Logits ``weight @ flatten(z) + bias`` in float64, frozen."""
+    weight = torch.tensor(weight, dtype=torch.float64)
+    linear = nn.Linear(weight.shape[1], weight.shape[0]).double()
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(torch.tensor(bias, dtype=torch.float64))
+    return nn.Sequential(nn.Flatten(), linear).eval().requires_grad_(False)
+
+
+def _q(s: torch.Tensor, a: float) -> torch.Tensor:
+    """q_a(s) = exp(-(s/a)^2) / (|a| sqrt(pi)), written out (eq. 18)."""
+    return torch.exp(-((s / a) ** 2)) / (abs(a) * math.sqrt(math.pi))
+
+
+# --- one eq.-20 step against a gradient computed by hand -------------------------------
+
+@pytest.mark.parametrize("targeted", [True, False])
+def test_eq20_steps_match_a_hand_computed_gradient(targeted):
+    # f(z) = A z + b on 4 elements, 3 classes. With every w_j above tau/eps, relu(w - tau/eps) = s
+    # and d s / d w = 1, so the gradient of eq. 20 (times the CE's sign) is, elementwise,
+    #   g_j = sign * delta_j * [A^T (softmax(f(z)) - e_y)]_j + lam * q_a(s_j),  z = x + s * delta,
+    # and SGD with momentum m takes s1 = s0 - lr g0, s2 = s1 - lr (m g0 + g1).
+    # The model sees z at every step, so s1 and s2 are read off its inputs.
+    weight = [[1.0, -2.0, 0.5, 3.0], [-1.5, 1.0, 2.0, -0.5], [0.5, 0.5, -1.0, 1.0]]
+    bias = [0.3, -0.2, 0.1]
+    model = _linear(weight, bias)
+    A = torch.tensor(weight, dtype=torch.float64)
+    x = torch.tensor([[0.2, 0.6, 0.4, 0.7], [0.5, 0.3, 0.8, 0.45]], dtype=torch.float64).view(2, 1, 2, 2)
+    labels = model(x).argmax(1)
+    y = (labels + 1) % 3 if targeted else labels  # targeted: the target; untargeted: the true class
+    sign = 1.0 if targeted else -1.0  # "true-class": its CE is maximised
+    hp = dict(eps=0.1, alpha=0.05, ifgsm_steps=3, lr=0.05, momentum=0.9, lam=0.05, a=0.1, tau=0.3, w_init=0.1)
+    recorder = _Recorder(model)
+    lin2025(recorder, x, y, targeted=targeted, steps=3, untargeted_label="true-class", **hp)
+    steps = recorder.graph_inputs()[hp["ifgsm_steps"]:]
+    assert len(steps) == 3
+    delta = (i_fgsm(model, x, y, targeted=targeted, eps=0.1, alpha=0.05, steps=3) - x).flatten(1)
+    assert (delta.abs() > 1e-3).all()
+    flat_x = x.flatten(1)
+
+    def gradient(s):
+        p = torch.softmax((flat_x + s * delta) @ A.T + torch.tensor(bias, dtype=torch.float64), 1)
+        dce_dz = (p - nn.functional.one_hot(y, 3).double()) @ A
+        return sign * delta * dce_dz + hp["lam"] * _q(s, hp["a"])
+
+    s0 = torch.full_like(flat_x, hp["w_init"])
+    g0 = gradient(s0)
+    s1 = s0 - hp["lr"] * g0
+    g1 = gradient(s1)
+    s2 = s1 - hp["lr"] * (hp["momentum"] * g0 + g1)
+    assert (s1 > 0).all() and (s2 > 0).all()  # every element stays active, so relu's slope is 1
+    for seen, s in zip(steps, (s0, s1, s2)):
+        torch.testing.assert_close(seen.flatten(1), flat_x + s * delta, rtol=0, atol=1e-12)
+    # Not vacuous: both terms move s here, and a sign flip of either would be seen.
+    assert (s1 - s0).abs().min() > 1e-4
+    assert not torch.allclose(flat_x + (s0 - hp["lr"] * (g0 - 2 * hp["lam"] * _q(s0, hp["a"]))) * delta,
+                              steps[1].flatten(1), rtol=0, atol=1e-9)
+
+
+# --- the kept example is the sparsest successful iterate ------------------------------
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_kept_example_is_the_sparsest_successful_iterate(targeted, batch, tiny_model):
+    images, labels = batch
+    targets = tiny_model(images).argmin(1)
+    recorder = _Recorder(tiny_model)
+    steps = 60
+    adversarial = lin2025(recorder, images, targets if targeted else labels, targeted=targeted, steps=steps)
+    candidates = recorder.plain_inputs()
+    if not targeted:
+        candidates = candidates[1:]  # the first is the dense example, classified for y_adv
+    assert len(candidates) == steps + 1  # before the first step and after every step
+    stacked = torch.stack(candidates)  # (steps + 1, B, C, H, W)
+    predictions = torch.stack([tiny_model(c).argmax(1) for c in candidates])
+    success = predictions == targets if targeted else predictions != labels
+    l0 = torch.stack([l0_elements(images, c) for c in candidates])
+    kept_l0 = l0_elements(images, adversarial)
+    distinct = 0
+    for i in range(len(images)):
+        if not success[:, i].any():
+            assert torch.equal(adversarial[i], images[i])
+            continue
+        best = l0[success[:, i], i].min()
+        assert kept_l0[i] == best
+        first = int(torch.nonzero(success[:, i] & (l0[:, i] == best))[0])
+        assert torch.equal(adversarial[i], stacked[first, i])
+        distinct += int(l0[success[:, i], i].unique().numel() > 1)
+    # Not vacuous: some samples have successful iterates of different L0 (so "first success" or
+    # "last success" would keep another one than the sparsest).
+    assert distinct >= 1
+
+
+# --- untargeted success is "not the true class" ----------------------------------------
+
+def test_untargeted_success_is_any_class_but_the_true_one():
+    # One element at x = 0.5, three classes: logits (0, 4z - 2.1, 10z - 6). Clean (z = 0.5): class 0.
+    # The dense I-FGSM example (z = 0.55) is class 1, so y_adv = 1; the eq.-22 example with the element
+    # on moves it by min(x, 1-x) = 0.5 to z = 1: class 2, neither the true class nor y_adv. It is the
+    # only non-empty mask, so an attack that counted only y_adv as success would return the input.
+    model = _linear([[0.0], [4.0], [10.0]], [0.0, -2.1, -6.0])
+    x = torch.full((1, 1, 1, 1), 0.5, dtype=torch.float64)
+    label = torch.tensor([0])
+    hp = dict(eps=0.05, alpha=0.0125, ifgsm_steps=4)
+    dense = i_fgsm(model, x, label, eps=0.05, alpha=0.0125, steps=4)
+    assert model(x).argmax(1).item() == 0 and model(dense).argmax(1).item() == 1
+    for untargeted_label in ("dense-prediction", "true-class"):
+        adversarial = lin2025(model, x, label, steps=5, untargeted_label=untargeted_label, **hp)
+        torch.testing.assert_close(adversarial, torch.ones_like(x), rtol=0, atol=1e-12)
+        assert model(adversarial).argmax(1).item() == 2
+        assert verify(model, x, adversarial, label).success.all()
+
+
+# --- lin2025-code: its [-1, 1] clamp and its projection of W -----------------------------
+
+class _Normalise(nn.Module):
+    """x -> (x - 0.5) / 0.5: [0, 1] onto [-1, 1], the space the authors' code works in."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - 0.5) / 0.5
+
+
+def test_lin2025_code_start_is_their_minus_one_one_clamp_mapped_to_inputs():
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Flatten(), nn.Linear(16, 5)).double().eval().requires_grad_(False)
+    model = nn.Sequential(_Normalise(), inner)
+    x = torch.rand(6, 1, 4, 4, dtype=torch.float64)
+    x[:, :, 0] = 0.0
+    x[:, :, 3] = 1.0
+    labels = model(x).argmax(1)
+    eps, steps = 0.2, 5
+    ours = _accumulated_fgsm(model, x, labels, targeted=False, eps=eps, steps=steps)
+
+    # Their start written out in the normalised space: images in [-1, 1], a step of 2 eps
+    # (eps in [0, 1] units), each iterate restarted from the clean image and clamped to [-1, 1].
+    x_n = (x - 0.5) / 0.5
+    accumulated = torch.zeros_like(x_n)
+    current = x_n
+    for _ in range(steps):
+        current = current.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(nn.functional.cross_entropy(inner(current), labels, reduction="sum"), current)
+        accumulated = accumulated + grad
+        current = (x_n + 2 * eps * accumulated.sign()).clamp(-1, 1)
+    theirs = current.detach() * 0.5 + 0.5
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-12)
+    # The clamp binds here: without it some values would leave [0, 1] (and [-1, 1] in their space).
+    assert ((ours == 0) & (x > 0)).any() and ((ours == 1) & (x < 1)).any()
+
+
+def test_lin2025_code_projection_keeps_w_within_omega(batch, tiny_model):
+    # Every iterate after the randn start is x + W * delta with W = Omega * tanh(relu(.)), so
+    # 0 <= W <= Omega = min(x, 1-x)/eps (Proposition 2): pixels at 0 or 1 never move in the
+    # iterates. tau = 0 so that W is not all zero (tau/eps would exceed every randn value).
+    images, labels = batch
+    eps, ifgsm_steps = 6 / 255, 10
+    recorder = _Recorder(tiny_model)
+    lin2025_code(recorder, images, labels, eps=eps, ifgsm_steps=ifgsm_steps, steps=6, tau=0.0, seed=0)
+    iterates = recorder.graph_inputs()[ifgsm_steps + 1:]  # after the start and the unprojected randn step
+    delta = _accumulated_fgsm(tiny_model, images, labels, targeted=False, eps=eps, steps=ifgsm_steps) - images
+    moved = delta.abs() > 1e-4
+    omega = box_scale(images, eps)
+    positive = 0
+    for z in iterates:
+        w = ((z - images) / torch.where(moved, delta, torch.ones_like(delta)))[moved]
+        assert (w >= -1e-4).all() and (w <= omega[moved] + 1e-4).all()
+        positive += int((w > 1e-3).sum())
+    assert positive > 0  # not vacuous
+    saturated = moved & ((images == 0) | (images == 1))
+    assert saturated.any()
+    for z in iterates:
+        assert torch.equal(z[saturated], images[saturated])
+
+
+# --- lin2025-improved: the adaptive lambda and an L0 bound --------------------------------
+
+def test_lin2025_improved_lambda_grows_after_success_and_shrinks_after_failure():
+    # A model that always predicts class 0 by a margin of 30 and whose logits barely depend on
+    # the input (slope 1e-6): targeting class 0 always succeeds, class 1 never does, and the CE's
+    # gradient on w is ~1e-6 of the L0 term's. With momentum 0 each step is then
+    # s_{t+1} = s_t - lr * lam_t * q_a(s_t), which gives lam_t from the model's inputs.
+    torch.manual_seed(0)
+    weight = 1e-6 * torch.randn(3, 4, dtype=torch.float64)
+    model = _linear(weight.tolist(), [30.0, 0.0, 0.0])
+    x = torch.full((2, 1, 2, 2), 0.5, dtype=torch.float64)
+    targets = torch.tensor([0, 1])  # sample 0 always succeeds, sample 1 never
+    hp = dict(ifgsm_steps=4, lr=1e-2, momentum=0.0, lam=2e-2, lam_factor=0.5, a=0.3)
+    recorder = _Recorder(model)
+    lin2025_improved(recorder, x, targets, targeted=True, steps=5, **hp)
+    delta = (i_fgsm(model, x, targets, targeted=True, eps=1.0, alpha=0.25, steps=4).clamp(0, 1) - x).flatten(1)
+    assert (delta.abs() > 0.1).all()
+    s = torch.stack([((z.flatten(1) - x.flatten(1)) / delta).mean(1) for z in recorder.graph_inputs()[4:]])
+    assert (s > 0).all()
+    lam = (s[:-1] - s[1:]) / (hp["lr"] * _q(s[:-1], hp["a"]))  # (steps - 1, 2): the lam each step used
+    torch.testing.assert_close(lam[0], torch.full((2,), hp["lam"], dtype=torch.float64), rtol=1e-3, atol=0)
+    ratio = lam[1:] / lam[:-1]
+    torch.testing.assert_close(ratio[:, 0], torch.full_like(ratio[:, 0], 1.5), rtol=1e-3, atol=0)  # success: up
+    torch.testing.assert_close(ratio[:, 1], torch.full_like(ratio[:, 1], 1 / 1.5), rtol=1e-3, atol=0)  # failure: down
+
+
+def test_lin2025_improved_finds_the_one_element_optimum():
+    # Two classes on 16 elements at 0.5; class 1's logit is 10 (z_0 - 0.5) + 0.1 sum_{j>0} (z_j - 0.5) - 1.
+    # Moving element 0 to 1 alone gives +4 (success); all 15 others together at most +0.75: the
+    # smallest adversarial L0 is exactly 1. The output's L0 is bounded by it (and by the dense start's).
+    row = [10.0] + [0.1] * 15
+    model = _linear([[0.0] * 16, row], [0.0, -1.0 - 0.5 * sum(row)])
+    x = torch.full((1, 1, 4, 4), 0.5, dtype=torch.float64)
+    label = torch.tensor([0])
+    assert model(x).argmax(1).item() == 0
+    adversarial = lin2025_improved(model, x, label, steps=100)
+    verified = verify(model, x, adversarial, label)
+    assert verified.success.all()
+    assert (verified.l0_elements == 1).all()
+    assert adversarial[0, 0, 0, 0] > 0.5  # the element that matters
+
+
+# --- lin2025-signed-omega ---------------------------------------------------------------
+
+def test_signed_omega_on_a_hand_case():
+    eps = 0.1
+    x = torch.tensor([0.0, 0.2, 0.2, 0.9, 1.0]).view(1, 1, 1, 5)
+    delta = eps * torch.tensor([1.0, 1.0, -1.0, 1.0, -1.0]).view(1, 1, 1, 5)
+    on = torch.ones_like(x, dtype=torch.bool)
+    paper = sparse_example(x, delta, on, box_scale(x, eps))
+    signed = sparse_example(x, delta, on, signed_box_scale(x, delta, eps))
+    # Paper: every move capped by min(x, 1-x). Signed: an increase by 1-x, a decrease by x.
+    torch.testing.assert_close(paper.flatten(), torch.tensor([0.0, 0.4, 0.0, 1.0, 1.0]))
+    torch.testing.assert_close(signed.flatten(), torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0]))
+    assert not torch.equal(paper, signed)
+
+
+def test_signed_omega_keeps_the_box_in_float32():
+    generator = torch.Generator().manual_seed(0)
+    eps = 4 / 255
+    x = torch.rand(8, 1, 28, 28, generator=generator)
+    x[:, :, :4] = 0.0
+    x[:, :, -4:] = 1.0
+    delta = eps * torch.randint(-1, 2, x.shape, generator=generator).float()
+    delta = torch.nextafter(delta, 2 * delta)  # one ulp beyond +-eps, as x_dense - x can be
+    unclamped = x + signed_box_scale(x, delta, eps) * delta
+    # Exact arithmetic puts it in [0, 1]; float32 within a few ulps.
+    assert (unclamped >= -1e-6).all() and (unclamped <= 1 + 1e-6).all()
+    example = sparse_example(x, delta, torch.ones_like(x, dtype=torch.bool), signed_box_scale(x, delta, eps))
+    assert ((example >= 0) & (example <= 1)).all()
+    # Can fail: the bounds the wrong way round (x/eps for an increase) leave the box.
+    swapped = x + torch.where(delta > 0, x, 1 - x) / eps * delta
+    assert ((swapped < -1e-3) | (swapped > 1 + 1e-3)).any()
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_lin2025_signed_omega_registered_and_in_the_box(targeted, batch, tiny_model):
+    entry = get_entry("lin2025-signed-omega")
+    assert entry.load() is lin2025
+    for family in FAMILIES:  # bound for every dataset family, the rest as lin2025's
+        values = entry.hyperparameters(family)
+        assert values["omega"] == "signed"
+        assert {k: v for k, v in values.items() if k != "omega"} == {
+            k: v for k, v in get_entry("lin2025").hyperparameters(family).items() if k != "omega"}
+    images, labels = _saturated(batch[0]), batch[1]
+    targets = tiny_model(images).argmin(1)
+    attack = get_attack("lin2025-signed-omega", dataset="fashion-mnist", steps=30)
+    adversarial = attack(tiny_model, images, targets if targeted else labels, targeted=targeted)
+    assert ((adversarial >= 0) & (adversarial <= 1)).all()
+    paper = lin2025(tiny_model, images, targets if targeted else labels, targeted=targeted, steps=30)
+    # The paper's Omega never moves a pixel at 0 or 1; the signed one can (it moves them in the
+    # direction that stays inside [0, 1]).
+    saturated = (images == 0) | (images == 1)
+    assert torch.equal(paper[saturated], images[saturated])
+    moved = saturated & (adversarial != images)
+    assert moved.any()
+    assert ((adversarial[moved & (images == 0)] > 0).all() and (adversarial[moved & (images == 1)] < 1).all())

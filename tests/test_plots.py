@@ -12,7 +12,8 @@ from bench.cli import main
 from bench.config import parse_config
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
-from reports.plots import find_sweeps, robust_accuracy, sweep_curves
+from reports.plots import find_sweeps, robust_accuracy, robust_accuracy_band, robust_accuracy_curves, sweep_curves
+from reports.stats import wilson_interval
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -21,6 +22,26 @@ def test_robust_accuracy_counts_success_within_budget():
     samples = pd.DataFrame({"success": [1, 1, 0, 1], "l0_pixels": [3, 10, 0, 50], "l0_elements": [3, 10, 0, 50]})
     # k=1: nobody fooled; k=3: one of four; k=10: two; k=50: three (the failure stays robust).
     assert robust_accuracy(samples, [1, 3, 10, 50]).tolist() == [100.0, 75.0, 50.0, 25.0]
+
+
+def test_robust_accuracy_band_is_the_wilson_interval_and_is_drawn(tmp_path, monkeypatch):
+    samples = pd.DataFrame({"success": [1, 1, 0, 1], "l0_pixels": [3, 10, 0, 50], "l0_elements": [3, 10, 0, 50]})
+    lo, hi = robust_accuracy_band(samples, [1, 3, 10, 50])
+    expected = [wilson_interval(robust, 4) for robust in (4, 3, 2, 1)]
+    assert lo.tolist() == pytest.approx([100 * a for a, _ in expected])
+    assert hi.tolist() == pytest.approx([100 * b for _, b in expected])
+    assert lo[0] == pytest.approx(51.0, abs=0.05) and hi[0] == 100.0  # 4 of 4 robust: [51.0, 100]
+    import reports.plots as plots
+
+    drawn = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda figure, path: (drawn.append(figure), save(figure, path))[1])
+    rows = pd.concat([samples.assign(attack=name) for name in ("a", "b")]).assign(dataset="d", model="m",
+                                                                                   mode="untargeted")
+    path = robust_accuracy_curves(rows, tmp_path / "ra.png")
+    assert path.read_bytes().startswith(PNG)
+    axis = drawn[0].axes[0]
+    assert len(axis.collections) == 2 and len(axis.lines) == 2  # one band and one curve per attack
 
 
 def _units(rows):

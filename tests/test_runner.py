@@ -204,18 +204,35 @@ def test_resume_after_interruption_loses_and_duplicates_nothing(tmp_path, how, r
         assert examples_a == examples_b
 
 
-def test_proposed_versus_best_says_when_it_loses():
-    from reports.tables import order_like_config, proposed_versus_best
+def _hand_samples(model: str, mode: str, attack: str, l0s: list[int | None]) -> list[dict]:
+    """Per-sample rows as the store gives them: ``l0s[i]`` for sample i, None where the attack failed."""
+    return [{"dataset": "d", "model": model, "attack": attack, "mode": mode, "sample_id": f"test/{i}",
+             "input_sha1": f"h{i}", "target": 3 if mode == "targeted" else None, "success": int(l0 is not None),
+             "l0_pixels": l0 or 0, "l0_elements": l0 or 0, "seconds": 0.1, "forward_passes": 1.0,
+             "backward_passes": 1.0, "valid": 1} for i, l0 in enumerate(l0s)]
 
-    summary = pd.DataFrame([
-        {"dataset": "d", "model": "m", "attack": "lin2025", "mode": "untargeted", "fooling_rate": 90.0, "median_l0_pixels": 5.0},
-        {"dataset": "d", "model": "m", "attack": "fmn-l0", "mode": "untargeted", "fooling_rate": 100.0, "median_l0_pixels": 9.0},
-        {"dataset": "d", "model": "m", "attack": "lin2025", "mode": "targeted", "fooling_rate": 100.0, "median_l0_pixels": 7.0},
-        {"dataset": "d", "model": "m", "attack": "fmn-l0", "mode": "targeted", "fooling_rate": 100.0, "median_l0_pixels": 8.0},
-    ])
-    verdicts = proposed_versus_best(summary).set_index("mode")["verdict"]
-    assert verdicts["untargeted"] == "loses to fmn-l0"  # fooling rate first
-    assert verdicts["targeted"] == "wins"                # then median L0
+
+def test_proposed_versus_best_says_when_it_loses():
+    from reports.tables import order_like_config, proposed_versus_best, summarize
+
+    samples = pd.DataFrame(
+        _hand_samples("m", "untargeted", "lin2025", [None] * 10) + _hand_samples("m", "untargeted", "fmn-l0", [9] * 10)
+        + _hand_samples("m", "targeted", "lin2025", [7] * 10) + _hand_samples("m", "targeted", "fmn-l0", [8] * 10)
+        # ahead on the summary (fooling rate 100 against 90) on one sample in ten: not a significant win
+        + _hand_samples("m2", "untargeted", "lin2025", [5] * 10)
+        + _hand_samples("m2", "untargeted", "fmn-l0", [5] * 9 + [None])
+        + _hand_samples("m2", "untargeted", "sparse-rs", [None] * 10))
+    table = proposed_versus_best(samples).set_index(["model", "mode"])
+    p = 2 * 0.5 ** 10
+    assert table.loc[("m", "untargeted"), "verdict"] == f"loses to fmn-l0 (p={p:.2g})"
+    assert table.loc[("m", "targeted"), "verdict"] == f"wins (p={p:.2g})"
+    assert table.loc[("m2", "untargeted"), "verdict"] == "no significant difference (p=1)"
+    assert table.loc[("m2", "untargeted"), "best other attack"] == "fmn-l0"  # ranked by fooling rate first
+    assert table.loc[("m2", "untargeted"), ["paired samples", "wins", "ties", "losses"]].tolist() == [10, 1, 9, 0]
+    assert table.loc[("m", "targeted"), "median_ratio"] == pytest.approx(7 / 8)
+    assert table.loc[("m", "untargeted"), "lin2025 fooling_rate_hi"] == pytest.approx(27.753, abs=1e-3)  # Wilson 0/10
+    assert proposed_versus_best(samples, proposed="not-run").empty
+    summary = summarize(samples[samples["model"] == "m"])
     config = {"datasets": [{"name": "d", "models": ["m"]}], "attacks": [{"label": "fmn-l0"}, {"label": "lin2025"}]}
     ordered = order_like_config(summary, config)
     assert list(zip(ordered["attack"], ordered["mode"])) == [
@@ -318,3 +335,80 @@ def test_an_input_that_fails_to_load_leaves_no_run_and_an_empty_run_says_so(tmp_
                                                                           if command[0] != "baseline" else [])])
         err = capsys.readouterr().err
         assert code == 2 and "run empty in" in err and "has no samples yet" in err, (command, err)
+
+
+def _ifgsm_config(**changes):
+    return small_config(attacks=[{"name": "i-fgsm", "overrides": {"eps": 0.3, "alpha": 0.05, "steps": 2}}],
+                        modes=["untargeted"], **changes)
+
+
+def test_a_held_out_run_never_attacks_the_excluded_samples(tmp_path, tiny_model):
+    """The same seed would pick the same samples: exclude_runs and exclude_indices make the second run disjoint."""
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        tuning = run_benchmark(_ifgsm_config(name="tuning"), store, load_model=lambda *_: tiny_model, progress=False)
+        tuned = store.samples(tuning)
+        again = run_benchmark(_ifgsm_config(name="again"), store, load_model=lambda *_: tiny_model, progress=False)
+        assert set(store.samples(again)["sample_id"]) == set(tuned["sample_id"])  # without exclusion: the same
+        last = max(tuned["sample_index"])
+        config = _ifgsm_config(name="heldout", exclude_runs=[tuning], exclude_indices=[[0, 50], [last + 1, last + 40]])
+        heldout = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
+        rows = store.samples(heldout)
+        run = store.get_run(heldout)
+        assert "exclude_runs" not in store.get_run(again)["config"]
+    assert len(rows) == 10
+    assert not set(rows["input_sha1"]) & set(tuned["input_sha1"])
+    assert not set(rows["sample_id"]) & set(tuned["sample_id"])
+    assert not rows["sample_index"].between(0, 49).any() and not rows["sample_index"].between(last + 1, last + 39).any()
+    # The exclusion is part of the run's config: provenance, and of its fingerprint.
+    assert run["config"]["exclude_runs"] == [tuning]
+    assert run["config"]["exclude_indices"] == [[0, 50], [last + 1, last + 40]]
+    assert heldout.split("-")[-1] != again.split("-")[-1]
+
+
+def test_an_excluded_sample_that_slips_in_is_refused_before_any_attack(tmp_path, tiny_model, monkeypatch):
+    import bench.runner
+    from bench.errors import SparseBenchError
+
+    original = bench.runner.select_samples
+
+    def ignoring_exclusions(*args, exclusion=None, **kwargs):  # a selection that forgets the exclusion
+        return original(*args, **kwargs)
+
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        tuning = run_benchmark(_ifgsm_config(name="tuning"), store, load_model=lambda *_: tiny_model, progress=False)
+        tuned = sorted(store.samples(tuning)["sample_id"], key=lambda s: int(s.split("/")[1]))
+        monkeypatch.setattr(bench.runner, "select_samples", ignoring_exclusions)
+        with pytest.raises(SparseBenchError, match=rf"the samples selected for smallcnn-standard on fashion-mnist "
+                                                   rf"overlap the excluded samples .* in 10 case\(s\): .*"
+                                                   rf"{tuned[0]} \(input sha1 [0-9a-f]{{12}} attacked in run {tuning}\)"):
+            run_benchmark(_ifgsm_config(name="heldout", exclude_runs=[tuning]), store,
+                          load_model=lambda *_: tiny_model, progress=False)
+        first = int(tuned[0].split("/")[1])
+        with pytest.raises(SparseBenchError, match=rf"{tuned[0]} \(index in exclude_indices \[{first}, {first + 1}\]\)"):
+            run_benchmark(_ifgsm_config(name="heldout", exclude_indices=[[first, first + 1]]), store,
+                          load_model=lambda *_: tiny_model, progress=False)
+        assert list(store.runs()["run_id"]) == [tuning]  # refused before the run was made
+        monkeypatch.undo()
+        # A stored run whose rows overlap what its config now excludes is not resumed.
+        run_benchmark(_ifgsm_config(name="other"), store, run_id="other", load_model=lambda *_: tiny_model,
+                      progress=False)
+        with pytest.raises(SparseBenchError, match=r"the samples run other already attacked on fashion-mnist overlap"):
+            run_benchmark(_ifgsm_config(name="other", exclude_runs=[tuning]), store, run_id="other",
+                          load_model=lambda *_: tiny_model, progress=False)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"exclude_runs": ["nope"]}, r"config.exclude_runs\[0\]: 'nope' is not a run in .*; runs: tuning-"),
+    ({"exclude_runs": ["SELF"]}, r"config.exclude_runs\[0\]: 'SELF' is this run itself"),
+    ({"exclude_indices": [[10000, 10001]]}, r"config.exclude_indices\[0\]: \[10000, 10001\] starts past the end of "
+                                            r"'fashion-mnist', which has 10000 images"),
+])
+def test_exclusions_the_store_or_the_data_refuse(tmp_path, tiny_model, changes, message):
+    from bench.errors import SparseBenchError
+
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        run_benchmark(_ifgsm_config(name="tuning"), store, load_model=lambda *_: tiny_model, progress=False)
+        config = _ifgsm_config(name="heldout", **changes)
+        run_id = config.exclude_runs[0] if changes.get("exclude_runs") == ["SELF"] else None
+        with pytest.raises(SparseBenchError, match=message):
+            run_benchmark(config, store, run_id=run_id, load_model=lambda *_: tiny_model, progress=False)
