@@ -106,9 +106,8 @@ run_step() {  # run_step NAME FOLDER
     parity) commands=("sparsebench run --config parity-offline --store STORE/parity.sqlite --out OUT --no-progress"
                       "sparsebench parity --store STORE/parity.sqlite --out OUT") ;;
     lin2025-study) commands=("sparsebench run --config lin2025-study --store STORE/study.sqlite --out OUT --no-progress") ;;
-    lin2025-heldout) commands=("sparsebench run --config lin2025-study --store STORE/study.sqlite --out OUT/tuning --no-progress"
-                               "sparsebench run --config lin2025-heldout --store STORE/study.sqlite --out OUT --no-progress"
-                               "sparsebench leaderboard --store STORE/study.sqlite --out OUT/leaderboard") ;;
+    lin2025-heldout) commands=("sparsebench run --config lin2025-heldout --store STORE/heldout.sqlite --out OUT --no-progress"
+                               "sparsebench leaderboard --store STORE/heldout.sqlite --out OUT/leaderboard") ;;
     lin2025-fig7) commands=("sparsebench run --config lin2025-fig7 --store STORE/fig7.sqlite --out OUT --no-progress") ;;
     paper-tables) commands=("sparsebench reproduce table1 --store STORE/paper.sqlite --out OUT --no-progress"
                             "sparsebench reproduce table2 --store STORE/paper.sqlite --out OUT --no-progress"
