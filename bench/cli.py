@@ -60,7 +60,15 @@ from reports.paper import PAPER_TABLES, compare_with_paper, rank_agreement
 from reports.parity import FOOLED_SLACK, L0_RATIO_MAX, parity_of_run
 from reports.plots import example_grid, robust_accuracy_curves, sweep_curves, time_versus_l0
 from reports.stats import compare_attacks
-from reports.tables import PROPOSED, format_table, order_like_config, proposed_versus_best, summarize, write_tables
+from reports.tables import (
+    PROPOSED,
+    compact_summary,
+    format_table,
+    order_like_config,
+    proposed_versus_best,
+    summarize,
+    write_tables,
+)
 from reports.transfer import transfer_matrix, transfer_rates
 
 __all__ = ["build_parser", "main"]
@@ -118,7 +126,10 @@ def _report(store, run_id: str, out: Path, *, quiet: bool = False) -> dict[str, 
                                              format_table(comparison) if not comparison.empty else None,
                                              comparison_caption, figures, command, commits)
     if not quiet:
-        print(format_table(summary).to_markdown(index=False))
+        for (dataset, model), table in compact_summary(summary, unit=config["budget_unit"]).items():
+            print(f"\n{dataset} / {model}")
+            print(table.to_markdown(index=False))
+        print(f"\nfull table (every column and budget): {paths['md']}")
         if not comparison.empty:
             print("\nThe proposed attack against the best other attack, sample by sample (sign test):")
             print(format_table(comparison).to_markdown(index=False))

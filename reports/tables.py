@@ -41,7 +41,7 @@ from bench.errors import SparseBenchError
 from reports.escaping import latex_escape, markdown_escape, markdown_table
 from reports.stats import ALPHA, bootstrap_median_interval, paired_comparison, paired_l0, verdict, wilson_interval
 
-__all__ = ["format_table", "order_like_config", "proposed_versus_best", "summarize", "write_tables"]
+__all__ = ["compact_summary", "format_table", "order_like_config", "proposed_versus_best", "summarize", "write_tables"]
 
 KEY = ["dataset", "model", "attack", "mode"]
 
@@ -144,6 +144,27 @@ def format_table(summary: pd.DataFrame) -> pd.DataFrame:
         else:
             shown[column] = [text(v) for v in shown[column]]
     return shown.drop(columns=bounds)
+
+
+def compact_summary(summary: pd.DataFrame, *, unit: str = "pixels") -> dict[tuple[str, str], pd.DataFrame]:
+    """Per dataset and model, the few columns a terminal shows: attack, mode, fooling rate, median L0, time.
+
+    The full table (every column, every budget) goes to the files; this is
+    what ``sparsebench run`` and ``report`` print, one small table per
+    model, each figure with its 95% interval.
+    """
+    if unit not in ("pixels", "elements"):
+        raise SparseBenchError(f"unit: {unit!r} is not one of pixels, elements")
+    median = f"median_l0_{unit}"
+    columns = ["attack", "mode", "samples", "fooling_rate", "fooling_rate_lo", "fooling_rate_hi",
+               median, f"{median}_lo", f"{median}_hi", "seconds_per_sample"]
+    tables = {}
+    for (dataset, model), group in summary.groupby(["dataset", "model"], sort=False):
+        shown = format_table(group[[c for c in columns if c in group.columns]]).reset_index(drop=True)
+        tables[(dataset, model)] = shown.rename(columns={
+            "fooling_rate": "fooling rate % [95% CI]", median: f"median L0 ({unit}) [95% CI]",
+            "seconds_per_sample": "s/sample"})
+    return tables
 
 
 def write_tables(summary: pd.DataFrame, directory: str | Path, stem: str = "summary",

@@ -62,9 +62,13 @@ def test_report_from_store(tmp_path, tiny_model, capsys):
         run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, progress=False)
     assert main(["report", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "i-fgsm" in out and "fr@5" in out
+    # the terminal gets a compact table per model; every column and budget is in the files
+    assert "fashion-mnist / smallcnn-standard" in out and "fooling rate % [95% CI]" in out and "fr@5" not in out
+    row = next(line for line in out.splitlines() if "| i-fgsm" in line)
+    assert re.search(r"\| *[0-9.]+ \[[0-9.]+, [0-9.]+\] *\|", row), row  # fooling rate with its interval
     for suffix in ("md", "tex", "csv"):
         assert (tmp_path / "out" / run_id / f"summary.{suffix}").exists()
+    assert "fr@5" in (tmp_path / "out" / run_id / "summary.md").read_text()
     assert main(["report", "--store", str(tmp_path / "s.sqlite"), "--run", "nope"]) == 2
     assert main(["report", "--store", str(tmp_path / "missing.sqlite")]) == 2
 
