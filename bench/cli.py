@@ -385,9 +385,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     written.update({f"agreement {k}": v for k, v in write_tables(
         agreement, directory, stem=f"reproduce-{args.table}-agreement", caption=agreement_caption).items()})
     print(caption + "\n")
-    print(comparison.to_markdown(index=False, floatfmt=".4g"))
+    print(format_table(comparison).to_markdown(index=False, floatfmt=".4g"))
     print("\n" + agreement_caption + "\n")
-    print(agreement.to_markdown(index=False, floatfmt=".3g"))
+    print(format_table(agreement).to_markdown(index=False, floatfmt=".3g"))
     print(f"\ntables: {', '.join(str(p) for p in written.values())}; full report: {paths['report']}")
     return 0
 

@@ -131,7 +131,11 @@ def format_table(summary: pd.DataFrame) -> pd.DataFrame:
     bounds = [f"{c}_{end}" for c in bounded for end in ("lo", "hi")]
     for column in shown.columns:
         fmt = _format_of(column) or ("{:.4g}" if column in bounded else None)
-        if fmt is None or column in bounds:
+        if column in bounds:
+            continue
+        if fmt is None:  # text and integer columns: only a missing value changes, to "-"
+            if shown[column].isna().any():
+                shown[column] = [("-" if pd.isna(v) else v) for v in shown[column]]
             continue
 
         def text(value: object, fmt: str = fmt) -> str:

@@ -154,3 +154,12 @@ def test_transfer_columns_pick_the_source():
     assert result.loc[("proposed", "VGG-19 -> ResNet-101")]["our ratio to FMN"] == pytest.approx(0.8)
     assert result.loc[("FMN", "VGG-19 -> ResNet-101")]["claim in our run"] == "fails"  # 40 < 50; paper 63.3 > 43.0
     assert result.loc[("FMN", "ResNet-101 -> ResNet-101")]["claim in our run"] == "not run"
+
+
+def test_displayed_comparison_shows_missing_values_as_a_dash():
+    from reports.tables import format_table
+
+    table = PAPER_TABLES["table1"]
+    shown = format_table(compare_with_paper(table, TABLE1_OURS, where="offline")).to_markdown(index=False)
+    assert "nan" not in shown and "<NA>" not in shown and "None" not in shown
+    assert "| -" in shown  # the proposed method's own claim cells, and the methods not run
