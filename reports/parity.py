@@ -100,6 +100,8 @@ def _goal(native_fooled: int, reference_fooled: int, native_median: float, refer
     if not l0_ok:
         reasons.append("no success" if np.isnan(native_median) else
                        f"median L0 {native_median / reference_median:.3f}x")
+    if not reasons and native_fooled == reference_fooled == 0:
+        return fooled_ok, l0_ok, "pass (no information: neither fooled any sample)"
     return fooled_ok, l0_ok, "pass" if not reasons else "FAIL: " + ", ".join(reasons)
 
 
