@@ -224,6 +224,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for e in all_attacks().values()
     ]
     print(pd.DataFrame(rows).to_markdown(index=False))
+    print("\nprune/<name>: any attack above, then a pruning pass (attacks/prune.py; options prune_rounds, ...)")
     if args.verbose:
         for entry in all_attacks().values():
             print(f"\n{entry.name} defaults:")

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from attacks.checks import check_inputs
+from attacks.prune import with_pruning
 from bench.data import DATASETS
 from bench.errors import SparseBenchError
 from bench.outside import import_object
@@ -42,6 +43,8 @@ __all__ = [
     "check_contract",
     "outside_entry",
     "plugin_attacks",
+    "PRUNED",
+    "pruned_entry",
     "KINDS",
     "MODES",
     "Attack",
@@ -180,6 +183,9 @@ class AttackEntry:
     ranges: Mapping[str, str | Interval] = field(default_factory=dict)
     """Valid ranges of hyperparameters, as intervals (``"(0, 1]"``, ``"[1, inf)"``), where the rule of
     :func:`inferred_range` (from the function's default) is not the whole truth."""
+    preparation: Callable[..., None] | None = field(default=None, compare=False, repr=False)
+    """The one-off preparation itself, for an entry built in code (:func:`pruned_entry`); then ``prepare``
+    only names it."""
 
     def __post_init__(self) -> None:
         _check_choice(f"{self.name}.kind", self.kind, KINDS)
@@ -201,6 +207,8 @@ class AttackEntry:
 
     def load_prepare(self) -> Callable[..., None] | None:
         """Import the attack's one-off preparation, if it has one."""
+        if self.preparation is not None:
+            return self.preparation
         return _import(self.prepare) if self.prepare is not None else None
 
     def parameters(self) -> dict[str, Any]:
@@ -657,12 +665,52 @@ def attack_names() -> list[str]:
 
 
 def get_entry(name: str) -> AttackEntry:
-    """The registry entry for ``name``; ``ValueError`` naming the allowed names otherwise."""
+    """The registry entry for ``name`` (``prune/<name>``: :func:`pruned_entry` of ``<name>``'s);
+    ``ValueError`` naming the allowed names otherwise."""
     entries = all_attacks()
+    inner = name.removeprefix(PRUNED)
+    if name not in entries and inner != name and inner in entries:
+        return pruned_entry(entries[inner])
     try:
         return entries[name]
     except KeyError:
-        raise SparseBenchError(f"attack: {name!r} is not registered; allowed: {', '.join(entries)}") from None
+        raise SparseBenchError(f"attack: {name!r} is not registered; allowed: {', '.join(entries)}, "
+                               f"or {PRUNED}<any of them>") from None
+
+
+PRUNED = "prune/"
+"""``prune/<name>`` is attack ``<name>`` followed by :func:`attacks.prune.prune` (:func:`pruned_entry`)."""
+
+
+def pruned_entry(entry: AttackEntry) -> AttackEntry:
+    """``entry``'s attack followed by the pruning pass :func:`attacks.prune.prune`, as entry ``prune/<name>``.
+
+    The same modes, threat (pruning only queries outputs), defaults, ranges, smoke settings and
+    preparation; minimum-norm, since pruning makes the L0 of each success as small as it can. The
+    function is :func:`attacks.prune.with_pruning` of ``entry``'s: the attack's hyperparameters pass
+    through, pruning's options are ``prune_rounds``, ``prune_single_rounds`` and ``prune_batch_elements``.
+    Its preparation gets the attack's hyperparameters only.
+    """
+    if entry.name.startswith(PRUNED):
+        raise SparseBenchError(f"attack: {PRUNED + entry.name!r} prunes twice; allowed: {PRUNED}<an attack "
+                               f"that does not start with {PRUNED!r}>")
+    attack = entry.load()
+    function = with_pruning(attack)
+    options = set(inspect.signature(function).parameters) - set(inspect.signature(attack).parameters)
+    inner_prepare = entry.load_prepare()
+
+    def preparation(model: nn.Module, **arguments: Any) -> None:
+        assert inner_prepare is not None  # only handed on when there is one
+        inner_prepare(model, **{key: value for key, value in arguments.items() if key not in options})
+
+    return AttackEntry(
+        name=PRUNED + entry.name, function=f"{entry.function} + attacks.prune:prune", kind=Kind.MINIMUM_NORM,
+        norm="l0", source=entry.source, modes=entry.modes, threat=entry.threat,
+        citation=f"{entry.citation} + pruning pass (SparseBench)", defaults=entry.defaults, prepare=entry.prepare,
+        preparation=preparation if inner_prepare is not None else None, implementation=function,
+        smoke=entry.smoke, smoke_success=entry.smoke_success,
+        ranges={**entry.ranges, "prune_rounds": "[0, inf)", "prune_single_rounds": "[0, inf)"},
+    )
 
 
 def check_contract(function: Callable[..., Any], where: str) -> None:

@@ -119,7 +119,8 @@ run_step() {  # run_step NAME FOLDER
                          "sparsebench interpret --store STORE/interpret.sqlite --attack lin2025-improved --attack fmn-l0 --model smallcnn-standard --mode untargeted --samples 50 --out OUT"
                          "sparsebench interpret --store STORE/interpret.sqlite --attack lin2025-improved --attack fmn-l0 --model smallcnn-standard --mode targeted --samples 50 --out OUT") ;;
     baselines-ii) commands=("sparsebench run --config baselines-ii --store STORE/baselines-ii.sqlite --out OUT --no-progress") ;;
-    hot-paths) commands=("sparsebench bench lin2025 i-fgsm --batch-size 256 --rounds 5 --clock cpu --out OUT") ;;
+    hot-paths) commands=("sparsebench bench lin2025 i-fgsm --batch-size 256 --rounds 5 --clock cpu --out OUT"
+                         "python -m pytest -q -p no:cacheprovider tests/test_benchmarks.py --benchmark-enable --benchmark-columns=min,median,max,rounds --benchmark-json=OUT/pytest-benchmark.json") ;;
     precision) commands=("python benchmarks/precision_tolerance.py --out OUT") ;;
     sparsefool-speed) commands=("python benchmarks/sparsefool_speed.py --cache-dir STORE/sparsefool-speed") ;;
     *) echo "regenerate_cpu.sh: no step named $name (--list shows them)" >&2; return 2 ;;

@@ -56,7 +56,8 @@ GROUP = ["dataset", "model", "mode"]
 
 def _is_reference_of(native: str, reference: str, mapping: Mapping[str, Sequence[str]]) -> bool:
     library, slash, name = reference.partition("/")
-    return (bool(slash) and "/" not in native and name == native) or reference in mapping.get(native, ())
+    is_library = bool(slash) and library != "prune"  # prune/<name> is <name> plus a pass, not a library's
+    return (is_library and "/" not in native and name == native) or reference in mapping.get(native, ())
 
 
 def parity_pairs(attacks: Sequence[Mapping[str, Any]], mapping: Mapping[str, Sequence[str]] = PARITY

@@ -30,6 +30,8 @@ def test_pairs_follow_the_name_rule_and_the_explicit_table():
     assert parity_pairs(attacks, {"cw-l0": ("torchattacks/jsma",)})[-1] == ("cw-l0", "torchattacks/jsma")
     # Two wrappers of one attack are not each other's reference.
     assert parity_pairs(_attacks(("art/cw-l0", "a"), ("other/cw-l0", "b"))) == []
+    # prune/<name> is the attack plus a pruning pass, not a library's implementation of it.
+    assert parity_pairs(_attacks(("fmn-l0", "fmn-l0"), ("prune/fmn-l0", "prune/fmn-l0"))) == []
 
 
 @pytest.fixture(scope="module")
