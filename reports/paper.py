@@ -256,8 +256,14 @@ def compare_with_paper(table: PaperTable, ours: pd.DataFrame, *, where: str) -> 
         claim = _order(table, _number(mine[f"paper {metric}"].iloc[0]), _number(row[f"paper {metric}"]))
         ours_order = _order(table, _number(mine[f"our {metric}"].iloc[0]), _number(row[f"our {metric}"]))
         claims.append(claim)
-        verdicts.append(None if claim is None else "not run" if ours_order is None
-                        else "holds" if ours_order == claim else "fails")
+        if claim is None:
+            verdicts.append(None)
+        elif ours_order is not None:
+            verdicts.append("holds" if ours_order == claim else "fails")
+        elif any(str(note).startswith("not run") for note in (mine["note"].iloc[0], row["note"])):
+            verdicts.append("not run")
+        else:  # both ran, and one side has no value: it fooled no sample, so it has no L0 to compare
+            verdicts.append("no value (fooled none)")
     result["paper claim (proposed vs this method)"] = claims
     result["claim in our run"] = verdicts
     if where == "online":
@@ -296,8 +302,11 @@ def rank_agreement(table: PaperTable, comparison: pd.DataFrame) -> pd.DataFrame:
             row.update({"Spearman rho": float(spearman.statistic), "Spearman p": float(spearman.pvalue),
                         "Kendall tau": float(kendall.statistic), "Kendall p": float(kendall.pvalue), "note": ""})
         verdicts = column["claim in our run"].value_counts()
-        row["paper's claims in our run"] = (f"{int(verdicts.get('holds', 0))} hold, {int(verdicts.get('fails', 0))} "
-                                            f"fail, {int(verdicts.get('not run', 0))} not run")
+        claims = (f"{int(verdicts.get('holds', 0))} hold, {int(verdicts.get('fails', 0))} "
+                  f"fail, {int(verdicts.get('not run', 0))} not run")
+        if verdicts.get("no value (fooled none)", 0):
+            claims += f", {int(verdicts['no value (fooled none)'])} without a value (fooled none)"
+        row["paper's claims in our run"] = claims
         rows.append(row)
     order = ["paper setting", "our setting", "n", "Spearman rho", "Spearman p", "Kendall tau", "Kendall p",
              "paper's claims in our run", "note"]

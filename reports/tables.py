@@ -110,6 +110,8 @@ def _format_of(column: str) -> str | None:
     (``"lin2025 fooling_rate"``, ``"a_fooling_rate"``); None: shown as it is."""
     if column.startswith("fr@"):
         return "{:.1f}"
+    if " ratio to " in column or column.split(" ")[0] in ("Spearman", "Kendall"):
+        return "{:.3g}"  # reproduce: ratios to a reference method, rank correlations and their p-values
     for name in (column, column.rsplit(" ", 1)[-1]):
         if name in _FORMATS:
             return _FORMATS[name]

@@ -8,6 +8,7 @@ import pytest
 from bench.config import load_config, resolve_config
 from bench.registry import ATTACKS
 from reports.paper import ATTACK_NAMES, PAPER_TABLES, compare_with_paper, rank_agreement
+from reports.tables import format_table
 
 
 def test_paper_values_as_in_spec():
@@ -157,9 +158,22 @@ def test_transfer_columns_pick_the_source():
 
 
 def test_displayed_comparison_shows_missing_values_as_a_dash():
-    from reports.tables import format_table
-
     table = PAPER_TABLES["table1"]
     shown = format_table(compare_with_paper(table, TABLE1_OURS, where="offline")).to_markdown(index=False)
     assert "nan" not in shown and "<NA>" not in shown and "None" not in shown
     assert "| -" in shown  # the proposed method's own claim cells, and the methods not run
+
+
+def test_a_claim_against_a_method_that_fooled_none_says_so_rather_than_not_run():
+    table = PAPER_TABLES["table1"]
+    ours = _units([("lin2025", "untargeted", "mean_l0_elements", 30.0, 65.0),
+                   ("fmn-l0", "untargeted", "mean_l0_elements", 20.0, 100.0),
+                   ("sa-moo", "untargeted", "mean_l0_elements", float("nan"), 0.0)])
+    result = compare_with_paper(table, ours, where="offline").set_index(["method (paper)", "paper setting"])
+    assert result.loc[("SA-MOO", "untargeted CIFAR-10")]["claim in our run"] == "no value (fooled none)"
+    assert result.loc[("Sparse-RS", "untargeted CIFAR-10")]["claim in our run"] == "not run"
+    agreement = rank_agreement(table, result.reset_index()).set_index("paper setting")
+    assert agreement.loc["untargeted CIFAR-10"]["paper's claims in our run"] == (
+        "0 hold, 1 fail, 6 not run, 1 without a value (fooled none)")
+    shown = format_table(result.reset_index()).to_markdown(index=False)
+    assert "0.4150943" not in shown and "0.415" in shown  # ratios rounded for reading (44 / 106)
