@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's GPU measurements, in one call of bounded length (a GPU session here is 15 minutes).
+# The GPU measurements of docs/measured/gpu-h200/, in one call of bounded length (a GPU session here is 15 minutes).
 #
 # Run from the repository root on a machine with a CUDA GPU and no network:
 #
@@ -46,7 +46,7 @@ import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_availab
 from bench.zoo import _import_robustbench; print(\"robustbench\", _import_robustbench().__file__)"'
 
 # 1. Every native attack on RobustBench's Fast-AT PreActResNet-18 architecture, untrained,
-#    32x32x3 uniform inputs, batch 256, fp32 (issue 7, item 4).
+#    32x32x3 uniform inputs, batch 256, fp32; its call_ratio column prices each call at its own batch size.
 phase cifar10-synthetic 175 $SB bench native $SYNTH --model robustbench/Wong2020Fast --batch-size 256 \
   --rounds 1 --device $DEVICE --out "$R/cifar10-synthetic"
 
