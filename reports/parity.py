@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import SparseBenchError
-from reports.stats import paired_comparison, paired_l0
+from reports.stats import check_unit, paired_comparison, paired_l0
 from reports.tables import order_like_config
 
 __all__ = ["FOOLED_SLACK", "L0_RATIO_MAX", "NO_NATIVE", "PARITY", "parity_of_run", "parity_pairs", "parity_table",
@@ -133,8 +133,7 @@ def parity_table(samples: pd.DataFrame, attacks: Sequence[Mapping[str, Any]], *,
         ``sign_test_p``, ``paired_median_ratio`` with ``_lo``/``_hi`` (over samples both fooled),
         ``fooling_ok``, ``l0_ok`` and ``verdict`` (``pass`` or ``FAIL: <why>``).
     """
-    if unit not in ("pixels", "elements"):
-        raise SparseBenchError(f"unit: {unit!r} is not one of pixels, elements")
+    check_unit(unit)
     rows = []
     for native, reference in parity_pairs(attacks, mapping):
         for key, group in samples.groupby(GROUP, sort=False):

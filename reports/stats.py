@@ -72,7 +72,7 @@ import pandas as pd
 
 from bench.errors import SparseBenchError
 
-__all__ = ["ALPHA", "SAMPLE_KEY", "PairedComparison", "bootstrap_median_interval", "compare_attacks",
+__all__ = ["ALPHA", "SAMPLE_KEY", "PairedComparison", "bootstrap_median_interval", "check_unit", "compare_attacks",
            "paired_comparison", "paired_l0", "per_sample_l0", "verdict", "wilson_interval"]
 
 ALPHA = 0.05
@@ -289,10 +289,15 @@ def verdict(result: PairedComparison, *, against: str | None = None, alpha: floa
     return f"no significant difference ({p})"
 
 
+def check_unit(unit: str, field: str = "unit") -> None:
+    """The L0 unit a table counts in: ``pixels`` (any channel changed) or ``elements`` (C*H*W)."""
+    if unit not in ("pixels", "elements"):
+        raise SparseBenchError(f"{field}: {unit!r} is not one of pixels, elements")
+
+
 def per_sample_l0(samples: pd.DataFrame, unit: str = "pixels") -> pd.Series:
     """L0 in ``unit`` of each row, ``+inf`` where the harness did not verify a success."""
-    if unit not in ("pixels", "elements"):
-        raise SparseBenchError(f"unit: {unit!r} is not one of pixels, elements")
+    check_unit(unit)
     return samples[f"l0_{unit}"].astype(float).where(samples["success"].astype(bool), np.inf)
 
 
@@ -344,8 +349,7 @@ def compare_attacks(samples: pd.DataFrame, a: str, b: str, *, unit: str = "pixel
         side), ``sign_test_p``, ``wilcoxon_p``, ``ratio_samples``,
         ``median_ratio`` (``L0_a / L0_b``) with ``_lo``/``_hi``, ``verdict``.
     """
-    if unit not in ("pixels", "elements"):
-        raise SparseBenchError(f"unit: {unit!r} is not one of pixels, elements")
+    check_unit(unit)
     attacks = list(dict.fromkeys(samples["attack"]))
     for field, label in (("a", a), ("b", b)):
         if label not in attacks:

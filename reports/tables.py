@@ -37,9 +37,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.errors import SparseBenchError
 from reports.escaping import latex_escape, markdown_escape, markdown_table
-from reports.stats import ALPHA, bootstrap_median_interval, paired_comparison, paired_l0, verdict, wilson_interval
+from reports.stats import (
+    ALPHA,
+    bootstrap_median_interval,
+    check_unit,
+    paired_comparison,
+    paired_l0,
+    verdict,
+    wilson_interval,
+)
 
 __all__ = ["compact_summary", "format_table", "order_like_config", "proposed_versus_best", "summarize", "write_tables"]
 
@@ -66,8 +73,7 @@ def summarize(samples: pd.DataFrame, *, budgets: Sequence[int] = (), budget_unit
     DataFrame
         The columns of the module docstring.
     """
-    if budget_unit not in ("pixels", "elements"):
-        raise SparseBenchError(f"budget_unit: {budget_unit!r} is not one of pixels, elements")
+    check_unit(budget_unit, "budget_unit")
     column = f"l0_{budget_unit}"
     rows = []
     for key, group in samples.groupby(KEY, sort=False):
@@ -159,8 +165,7 @@ def compact_summary(summary: pd.DataFrame, *, unit: str = "pixels") -> dict[tupl
     what ``sparsebench run`` and ``report`` print, one small table per
     model, each figure with its 95% interval.
     """
-    if unit not in ("pixels", "elements"):
-        raise SparseBenchError(f"unit: {unit!r} is not one of pixels, elements")
+    check_unit(unit)
     median = f"median_l0_{unit}"
     columns = ["attack", "mode", "samples", "fooling_rate", "fooling_rate_lo", "fooling_rate_hi",
                median, f"{median}_lo", f"{median}_hi", "seconds_per_sample"]
