@@ -51,7 +51,7 @@ def sigma_zero(
     The sparsest adversarial ``x + delta`` among those the model was run on
     (every iterate and the last) is returned. L0 is counted over *elements*
     (out of C*H*W), as the authors' code does. These are the paper's and
-    adv-lib's choices; ``benchmarks/sigma_zero_parity.py`` compares the two.
+    adv-lib's choices; ``benchmarks/reference_parity.py`` compares the two.
 
     The iterate is ``x + delta`` itself and the model is run on it as it is,
     with no clamp in the forward pass: the box clamp of step 2 already keeps
