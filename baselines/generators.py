@@ -1,7 +1,8 @@
 """Small generator networks that learned attacks train once, their training data and their cache.
 
 An attack that learns before it attacks (EGS-TSSA's perturbation generator,
-``baselines.egs_tssa``, trained against the source model) builds its
+``baselines.egs_tssa``, trained against the source model; GreedyFool's
+distortion map, ``baselines.greedyfool``, trained on the images alone) builds its
 network from :class:`ConvGenerator`, draws its training batches from
 :func:`training_batches` and gets the trained network from
 :func:`ensure_generator`, which

@@ -16,13 +16,17 @@ import torch
 from torch import Tensor, nn
 
 from attacks.checks import check_choice, check_int, check_real
+from attacks.losses import adversarial_cross_entropy, logit_margin
 from attacks.projections import top_k_mask
 from attacks.search import minimum_norm_attack
-from attacks.success import is_adversarial, success_and_gradient
+from attacks.success import is_adversarial
 
 __all__ = ["sparse_pgd", "sparse_pgd_min"]
 
 GRADIENTS = ("unprojected", "projected")
+LOSSES = ("ce", "margin", "switch")
+#: ``loss="switch"``: a sample within this many logits of success ascends the margin, the others the cross-entropy.
+SWITCH_MARGIN = 0.5
 
 
 def sparse_pgd(
@@ -37,6 +41,7 @@ def sparse_pgd(
     beta: float = 0.25,
     patience: int = 3,
     gradient: str = "unprojected",
+    loss: str = "switch",
 ) -> Tensor:
     """sPGD: PGD on a magnitude p and a relaxed sparsity mask, ``delta = p * m``.
 
@@ -58,9 +63,11 @@ def sparse_pgd(
     * when a sample's binary mask has not changed for ``patience``
       consecutive steps, its ``m_tilde`` is drawn afresh from N(0, 1).
 
-    The loss is the cross-entropy of the true class, ascended (untargeted),
-    or that of the target, descended (targeted). Start: p uniform in the box,
-    m_tilde ~ N(0, 1). A sample stops once an iterate succeeds.
+    The loss (``loss``): the paper's is the cross-entropy of the true class,
+    ascended (untargeted), or that of the target, descended (targeted); the
+    default here is the authors' release's switch to a margin loss near
+    success (see the Notes). Start: p uniform in the box, m_tilde ~ N(0, 1).
+    A sample stops once an iterate succeeds.
 
     Follows the attack contract (:class:`bench.registry.AttackFunction`): ``model``, ``inputs``,
     ``labels`` (targets when ``targeted``) and the returned images in [0, 1].
@@ -88,6 +95,13 @@ def sparse_pgd(
     gradient : str
         ``"unprojected"`` (sPGD_unproj, default) or ``"projected"``
         (sPGD_proj): the gradient used to update p; the paper's sAA runs both.
+    loss : str
+        What each step ascends, per sample: ``"switch"`` (default, the
+        authors' release's rule: the difference of logits while the sample
+        is within :data:`SWITCH_MARGIN` = 0.5 logits of success, the
+        cross-entropy otherwise), ``"ce"`` (the paper's cross-entropy
+        throughout) or ``"margin"`` (the difference of logits,
+        :func:`attacks.losses.logit_margin`, throughout). See the Notes.
 
     Returns
     -------
@@ -100,9 +114,28 @@ def sparse_pgd(
     -----
     The paper states its attack untargeted; the targeted version here (and
     in the authors' code) changes only the loss: minus the target's
-    cross-entropy. Ours: plain cross-entropy throughout, where the authors'
-    code switches a sample to the margin loss while its true-class margin is
-    below 0.5.
+    cross-entropy.
+
+    The loss. The paper writes sPGD with the cross-entropy. The authors'
+    release (github.com/CityU-MLO/sPGD, ``autoattack/spgd.py``,
+    ``SparsePGD.loss_fn``) switches a sample,
+    at each step, to an unnormalised margin loss while its true class leads
+    by less than 0.5 logits (``z_y - max_{j != y} z_j < 0.5``): untargeted
+    ``max_{j != y} z_j - z_y``; targeted ``z_t - z_y``, the target against
+    the true class, with the switch still decided on the true class's lead.
+    ``loss="switch"`` is that rule, untargeted exactly; targeted, where the
+    attack contract gives the target and not the true class, the margin is
+    :func:`attacks.losses.logit_margin`'s ``z_t - max_{j != t} z_j`` and the
+    switch happens while it is above -0.5 (the target within 0.5 logits of
+    the top). ``loss="margin"`` uses the margin throughout, ``loss="ce"``
+    the cross-entropy throughout. We chose the switch as the default by
+    measurement: on the offline Fashion-MNIST SmallCNNs (standard, PGD-AT,
+    Fast-AT; 300 steps; k = 10 and 20 pixels, and sparse-pgd-min; both
+    modes; two seeds of 32 images) it fooled the most at fixed k and found
+    the smallest mean L0 in the search, in each mode, by small margins (a
+    few samples in several hundred, a few percent of L0) of the same sign
+    on both seeds; the tables and their command are in
+    ``docs/measured/sparse-pgd-loss-cpu/``. It costs the same passes.
     """
     batch, channels, height, width = inputs.shape
     n_pixels = height * width
@@ -110,6 +143,7 @@ def sparse_pgd(
     check_int("steps", steps, 1)
     check_int("patience", patience, 1)
     check_choice("gradient", gradient, GRADIENTS)
+    check_choice("loss", loss, LOSSES)
     check_real("alpha", alpha, low=0, low_open=True)
     check_real("beta", beta, low=0, low_open=True)
     mask_step = beta * math.sqrt(n_pixels)
@@ -131,7 +165,8 @@ def sparse_pgd(
         # The projection onto S_m: 1 at the top k of sigmoid(m_tilde), without its float ties.
         mask = top_k_mask(relaxed, k).to(relaxed.dtype)
         adversarial = (clean + magnitude * mask).clamp_(0, 1)
-        success, grad = success_and_gradient(model, adversarial, target, targeted=targeted, gradient=step < steps)
+        success, grad = _success_and_gradient(model, adversarial, target, targeted=targeted, loss=loss,
+                                              gradient=step < steps)
         result[idx] = torch.where(success[:, None, None, None], adversarial.detach(), result[idx])
         if step == steps:
             break
@@ -154,6 +189,27 @@ def sparse_pgd(
             relaxed = torch.where(redraw, torch.randn_like(relaxed), relaxed)
             unchanged = torch.where(redraw.view(-1), torch.zeros_like(unchanged), unchanged)
     return result
+
+
+def _success_and_gradient(model: nn.Module, adversarial: Tensor, labels: Tensor, *, targeted: bool, loss: str,
+                          gradient: bool) -> tuple[Tensor, Tensor | None]:
+    """One forward pass: success per sample and, when ``gradient``, the gradient of the summed ``loss`` (one
+    backward pass); ``None`` and no graph otherwise."""
+    adversarial = adversarial.requires_grad_(gradient)
+    with torch.set_grad_enabled(gradient):
+        logits = model(adversarial)
+        margin = logit_margin(logits, labels, targeted=targeted)
+    success = margin.detach() > 0
+    if not gradient:
+        return success, None
+    if loss == "margin":
+        ascended = margin
+    else:
+        ascended = adversarial_cross_entropy(logits, labels, targeted=targeted)
+        if loss == "switch":
+            ascended = torch.where(margin.detach() > -SWITCH_MARGIN, margin, ascended)
+    (grad,) = torch.autograd.grad(ascended.sum(), adversarial)
+    return success, grad
 
 
 sparse_pgd_min = minimum_norm_attack(sparse_pgd, name="sparse_pgd_min")

@@ -410,6 +410,23 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke={"steps": 20}, smoke_success=0.75,
         ),
         AttackEntry(
+            ranges={"eps": "(0, 1]", "alpha": "(0, 1]", "momentum": "[0, 1)", "lam": "[0, inf)",
+                    "delta_step": "[0, 1]"},
+            name="lin2025-frontier",
+            function="attacks.lin2025_frontier:lin2025_frontier",
+            kind="minimum-norm",
+            norm="l0",
+            source="native",
+            modes=MODES,
+            threat="white-box",
+            citation=_LIN2025_CITE + "; modified (Omega per sign, loss on the output, sigma-zero's update and "
+                                     "threshold, adaptive lam, refined dense start), not the paper's method",
+            # One set of defaults for every family: 985 steps keep it within sigma-zero's 1000 forward and
+            # 1000 backward passes per sample (attacks/lin2025_frontier.py).
+            defaults={"*": {}},
+            smoke={"steps": 100}, smoke_success=0.75,
+        ),
+        AttackEntry(
             ranges={"gamma_init": "(0, 1]", "gamma_final": "(0, 1]"},
             name="fmn-l0",
             function="baselines.fmn_l0:fmn_l0",
@@ -475,7 +492,8 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
         AttackEntry(
             name="sparse-pgd", function="baselines.sparse_pgd:sparse_pgd", kind="fixed-budget", norm="l0",
             source="native", modes=MODES, threat="white-box", citation=_SPGD_CITE,
-            # k = 20 CIFAR-10, 200 ImageNet-100; 10,000 iterations; alpha = beta = 0.25; patience 3.
+            # k = 20 CIFAR-10, 200 ImageNet-100; 10,000 iterations; alpha = beta = 0.25; patience 3. Loss: the
+            # release's switch to a margin near success (the function's default; docs/measured/sparse-pgd-loss-cpu).
             defaults={"imagenet": {"k": 200}},
             smoke={"k": 40, "steps": 100}, smoke_success=0.75,
         ),
@@ -547,11 +565,25 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             smoke_success=0.125,
         ),
         AttackEntry(
+            ranges={"eps": "(0, 1]", "map_floor": "[0, 1)", "map_ceiling": "(0, 1]", "map_density": "(0, 1)",
+                    "noise_amplitude": "(0, 0.5]", "warmup_steps": "[0, inf)", "ema": "[0, 1)"},
+            name="greedyfool", function="baselines.greedyfool:greedyfool", kind="minimum-norm",
+            norm="l0", source="native", modes=MODES, threat="white-box",
+            citation="Dong, Chen, Bao, Zhang, Yu, Liu & Hua, 'GreedyFool: Distortion-Aware Sparse Adversarial "
+                     "Attack', NeurIPS 2020, arXiv:2010.13773; distortion map learned by our generator-discriminator game",
+            prepare="baselines.greedyfool:prepare_greedyfool",
+            # The release's stages (as greedyfool-uniform) and its map weighting: 30th/75th percentiles, 3x3 mean.
+            defaults={"*": {"eps": 1.0, "pixels_per_step": 1, "reduce_scales": 10, "max_reduce_steps": 3000,
+                            "map_floor": 0.3, "map_ceiling": 0.75, "map_smoothing": 3}},
+            smoke={"max_iter": 100, "train_steps": 20, "warmup_steps": 10, "batch_size": 8, "lr": 3e-3},
+            smoke_success=0.75,
+        ),
+        AttackEntry(
             ranges={"eps": "(0, 1]"},
             name="greedyfool-uniform", function="baselines.greedyfool:greedyfool_uniform", kind="minimum-norm",
             norm="l0", source="native", modes=MODES, threat="white-box",
             citation="Dong, Chen, Bao, Zhang, Yu, Liu & Hua, 'GreedyFool: Distortion-Aware Sparse Adversarial "
-                     "Attack', NeurIPS 2020, arXiv:2010.13773; uniform distortion map, not the paper's GAN map",
+                     "Attack', NeurIPS 2020, arXiv:2010.13773; uniform distortion map (greedyfool's ablation)",
             # Authors' release for sparse attacks: max_epsilon 255, one pixel per step, reduce grid eps/10, 3000 reduce steps.
             defaults={"*": {"eps": 1.0, "pixels_per_step": 1, "reduce_scales": 10, "max_reduce_steps": 3000}},
             smoke={"max_iter": 100}, smoke_success=0.75,  # measured 8/8 and 7/8
@@ -564,7 +596,21 @@ ATTACKS: Mapping[str, AttackEntry] = MappingProxyType({
             # eps 255/255 and tk 0.6 (the release's); 8x8 groups on 224 ImageNet (paper), 4x4 on 28/32 px (ours).
             defaults={"*": {"eps": 1.0, "top_groups": 0.6}, "mnist": {"group_size": 4},
                       "cifar10": {"group_size": 4}, "imagenet": {"group_size": 8}},
-            smoke={"train_steps": 20, "batch_size": 16}, smoke_success=0.375,  # measured 7/8 and 4/8 (20 training steps)
+            # The registry test's tiny model is linear: no convolution for Grad-CAM, so the smoke run ranks the
+            # groups by the gradient; tests/test_learned_baselines.py runs Grad-CAM through the guard on a CNN.
+            smoke={"train_steps": 20, "batch_size": 16, "saliency": "gradient"},
+            smoke_success=0.375,  # measured 7/8 and 4/8 (20 training steps)
+        ),
+        AttackEntry(
+            ranges={"eps": "(0, 1]", "top_groups": "(0, 1]"},
+            name="egs-tssa-gradient", function="baselines.egs_tssa:egs_tssa", kind="fixed-budget", norm="l0",
+            source="native", modes=MODES, threat="white-box",
+            citation=_EGS_TSSA_CITE + "; groups ranked by the input gradient, not the paper's Grad-CAM (an ablation)",
+            prepare="baselines.egs_tssa:prepare_egs_tssa",
+            # egs-tssa's defaults but the saliency (docs/measured/egs-tssa-saliency-cpu compares the two).
+            defaults={"*": {"eps": 1.0, "top_groups": 0.6, "saliency": "gradient"}, "mnist": {"group_size": 4},
+                      "cifar10": {"group_size": 4}, "imagenet": {"group_size": 8}},
+            smoke={"train_steps": 20, "batch_size": 16}, smoke_success=0.375,
         ),
         AttackEntry(
             ranges={"eps": "(0, 1]", "lambda_decay": "(0, 1)", "gamma": "(0, 1)", "eta": "(0, 1)", "sufficient_decrease": "(0, 1)", "rho": "(0, 1)"},

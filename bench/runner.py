@@ -187,6 +187,18 @@ def resolve_exclusion(config: BenchmarkConfig, store: ResultsStore | None, run_i
     return Exclusion(config.exclude_indices, inputs, sample_ids)
 
 
+def correct_batch(model: nn.Module, dataset, *, n_samples: int, seed: int, target_selection: str = "random",
+                  num_classes: int = 10) -> tuple[Tensor, Tensor, Tensor]:
+    """The images, labels and targets a run with this seed attacks, as one batch (CPU, nothing excluded).
+
+    :func:`select_samples` and :func:`choose_targets`, for scripts that attack what a run would attack
+    without running the harness.
+    """
+    selection = select_samples(model, dataset, n_samples=n_samples, seed=seed, device=torch.device("cpu"))
+    images, labels = get_batch(dataset, selection.indices)
+    return images, labels, choose_targets(selection, how=target_selection, seed=seed, num_classes=num_classes)
+
+
 @torch.no_grad()
 def select_samples(model: nn.Module, dataset, *, n_samples: int, seed: int, device: torch.device,
                    exclusion: Exclusion | None = None, dataset_name: str = "", split: str = "test") -> Selection:

@@ -34,6 +34,13 @@ class Verified:
     adversarial: Tensor
     """The examples as checked (the inputs themselves where the attack's output was unusable)."""
 
+    def markdown_cells(self, unit: str = "pixels") -> str:
+        """``fooling rate (k/n) | median L0 | mean L0`` over the successes (L0 in ``unit``), for a Markdown row."""
+        l0 = (self.l0_pixels if unit == "pixels" else self.l0_elements)[self.success]
+        median = f"{np.median(l0):g}" if self.success.any() else "-"
+        mean = f"{l0.mean():.1f}" if self.success.any() else "-"
+        return f"{self.success.mean():.3f} ({int(self.success.sum())}/{len(self.success)}) | {median} | {mean}"
+
 
 def _refusal(inputs: Tensor, adversarial: object) -> str:
     """Why a returned value cannot be an example at all ("" when it can be checked element-wise)."""

@@ -40,8 +40,9 @@ from torch import Tensor, nn
 
 from baselines.sigma_zero import sigma_zero
 from baselines.sparsefool import sparsefool
-from bench.data import get_batch, load_dataset
+from bench.data import load_dataset
 from bench.models import load_model
+from bench.runner import correct_batch
 from bench.verify import verify
 
 MODELS = ("smallcnn-standard", "smallcnn-fast-at", "smallcnn-pgd-at")
@@ -74,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     test = load_dataset("fashion-mnist", split="test")
-    order = torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))
     budget = f"{args.steps} steps" if args.attack == "sigma-zero" else f"{SPARSEFOOL_ITERATIONS} iterations"
     print(f"{args.attack}: {args.samples} correctly classified Fashion-MNIST test images (seed {args.seed}), "
           f"untargeted, {budget}, {torch.get_num_threads()} torch threads\n")
@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: dict[str, bool] = {}
     for name in args.models:
         model = load_model(name, "fashion-mnist", allow_download=False, progress=False)
-        images, labels = get_batch(test, order[: 4 * args.samples])
-        with torch.no_grad():
-            correct = model(images).argmax(1) == labels
-        images, labels = images[correct][: args.samples], labels[correct][: args.samples]
+        images, labels, _ = correct_batch(model, test, n_samples=args.samples, seed=args.seed)
         rows = {}
         for attack_name, attack in variants(args.attack, args.steps).items():
             torch.manual_seed(args.seed)

@@ -31,15 +31,20 @@ MEASURED="$ROOT/docs/measured"
 # name | folder under docs/measured | minutes on 2 cores (about) | what it measures
 STEPS=(
   "default|fashion-mnist-default-cpu|4|sparsebench run with the packaged default config"
+  "default-time|default-time-cpu|8|where the default run's time goes, from an empty model cache"
   "offline-search|offline-search-cpu|7|the minimum-norm searches the default leaves out"
   "parity|parity-cpu|20|each native baseline beside its reference implementation"
   "lin2025-study|lin2025-study-cpu|5|the proposed attack's open choices"
   "lin2025-heldout|lin2025-heldout-cpu|2|lin2025-improved on samples disjoint from the study's"
+  "lin2025-frontier|lin2025-frontier-cpu|40|lin2025-frontier's ideas one at a time, then held out against sigma-zero"
   "lin2025-fig7|lin2025-fig7-cpu|25|the paper's Figure 7 sweeps"
   "paper-tables|paper-tables-offline|45|sparsebench reproduce table1..table4, offline counterparts"
   "transfer|transfer-offline-cpu|6|transferability between the offline models"
   "interpret|interpret-offline-cpu|4|obscuring and leading noise (Grad-CAM)"
-  "baselines-ii|baselines-ii-cpu|35|GreedyFool, Homotopy, SA-MOO, EGS-TSSA, BruSLeAttack"
+  "baselines-ii|baselines-ii-cpu|50|GreedyFool, EGS-TSSA, Sparse-PGD, Homotopy, SA-MOO, BruSLeAttack"
+  "greedyfool-map|greedyfool-map-cpu|8|GreedyFool's learned distortion map against the uniform one"
+  "egs-tssa-saliency|egs-tssa-saliency-cpu|20|EGS-TSSA's groups from Grad-CAM against the input gradient"
+  "sparse-pgd-loss|sparse-pgd-loss-cpu|15|Sparse-PGD with cross-entropy, margin, or the release's switch"
   "hot-paths|hot-paths-cpu|3|attack time against counted passes (sparsebench bench)"
   "precision|precision-cpu|3|bf16 / channels-last tolerance (CPU-dependent)"
   "sparsefool-speed|sparsefool-speed-cpu|3|native SparseFool against torchattacks'"
@@ -102,12 +107,15 @@ run_step() {  # run_step NAME FOLDER
   mkdir -p "$out"
   case $name in
     default) commands=("sparsebench run --config default --store STORE/default.sqlite --out OUT --no-progress") ;;
+    default-time) commands=("python benchmarks/default_run_time.py") ;;
     offline-search) commands=("sparsebench run --config offline-search --store STORE/offline-search.sqlite --out OUT --no-progress") ;;
     parity) commands=("sparsebench run --config parity-offline --store STORE/parity.sqlite --out OUT --no-progress"
                       "sparsebench parity --store STORE/parity.sqlite --out OUT") ;;
     lin2025-study) commands=("sparsebench run --config lin2025-study --store STORE/study.sqlite --out OUT --no-progress") ;;
     lin2025-heldout) commands=("sparsebench run --config lin2025-heldout --store STORE/heldout.sqlite --out OUT --no-progress"
                                "sparsebench leaderboard --store STORE/heldout.sqlite --out OUT/leaderboard") ;;
+    lin2025-frontier) commands=("python benchmarks/lin2025_frontier_study.py --part tuning --threads 1"
+                                "python benchmarks/lin2025_frontier_study.py --part heldout --threads 1") ;;
     lin2025-fig7) commands=("sparsebench run --config lin2025-fig7 --store STORE/fig7.sqlite --out OUT --no-progress") ;;
     paper-tables) commands=("sparsebench reproduce table1 --store STORE/paper.sqlite --out OUT --no-progress"
                             "sparsebench reproduce table2 --store STORE/paper.sqlite --out OUT --no-progress"
@@ -119,6 +127,12 @@ run_step() {  # run_step NAME FOLDER
                          "sparsebench interpret --store STORE/interpret.sqlite --attack lin2025-improved --attack fmn-l0 --model smallcnn-standard --mode untargeted --samples 50 --out OUT"
                          "sparsebench interpret --store STORE/interpret.sqlite --attack lin2025-improved --attack fmn-l0 --model smallcnn-standard --mode targeted --samples 50 --out OUT") ;;
     baselines-ii) commands=("sparsebench run --config baselines-ii --store STORE/baselines-ii.sqlite --out OUT --no-progress") ;;
+    greedyfool-map) commands=("python benchmarks/greedyfool_map.py") ;;
+    egs-tssa-saliency) commands=("python benchmarks/egs_tssa_saliency.py --cache-dir STORE/egs-tssa"
+                                 "python benchmarks/egs_tssa_saliency.py --map-coverage --samples 128") ;;
+    sparse-pgd-loss) commands=("python benchmarks/sparse_pgd_loss.py --seed 0 > OUT/seed0.md"
+                               "python benchmarks/sparse_pgd_loss.py --seed 1 > OUT/seed1.md"
+                               "python benchmarks/sparse_pgd_loss.py --summarize OUT/seed0.md OUT/seed1.md") ;;
     hot-paths) commands=("sparsebench bench lin2025 i-fgsm --batch-size 256 --rounds 5 --clock cpu --out OUT"
                          "python -m pytest -q -p no:cacheprovider tests/test_benchmarks.py --benchmark-enable --benchmark-columns=min,median,max,rounds --benchmark-json=OUT/pytest-benchmark.json") ;;
     precision) commands=("python benchmarks/precision_tolerance.py --out OUT") ;;

@@ -18,7 +18,8 @@ For one successful example ``x_adv`` of a clean image ``x`` of true class
   differs from ``x``, exactly what the store's ``l0_pixels`` counts;
 * maps: ``M_true`` = Grad-CAM of ``y`` on ``x``; ``M_adv`` = Grad-CAM of
   ``y_adv`` on ``x_adv``; each rectified, upsampled bilinearly to the input
-  size and min-max normalised to [0, 1] per image (``GradCAM`` of the
+  size and min-max normalised to [0, 1] per image
+  (:func:`attacks.gradcam.grad_cam`, which agrees with ``GradCAM`` of the
   ``grad-cam`` package, pytorch-grad-cam 1.5.7). The true class's evidence is
   read on the clean image, where it was before the perturbation covered it;
   the adversarial class's on the adversarial image, the only place it exists;
@@ -58,18 +59,17 @@ the store in seconds (``--quantile``).
 
 Target layer
 ------------
-:func:`default_target_layer`, looking through wrappers such as
-:func:`bench.models.torchvision_classifier`'s ``Sequential(normalize, model)``:
+:func:`default_target_layer`, the table :data:`attacks.gradcam.TARGET_LAYERS`
+(the rectified maps of the last convolution that Grad-CAM's paper uses:
+SmallCNN ``features[4]``, 14x14; VGG-16 ``features[29]``, 14x14 at 224;
+``layer4[-1]`` for ResNets; ``relu`` for RobustBench's WideResNets), looking
+through wrappers such as :func:`bench.models.torchvision_classifier`'s
+``Sequential(normalize, model)``. A model without a ``Conv2d`` (SmallMLP) has
+no Grad-CAM and raises. A caller passes another layer as a module or by its
+dotted name (``"features.4"``, ``"model.layer4.2"``).
 
-* a model with a ``features`` ``nn.Sequential`` (SmallCNN, torchvision VGG):
-  the ReLU after the last convolution in it, i.e. the rectified feature maps
-  of the last convolutional layer that Grad-CAM's paper uses (SmallCNN
-  ``features[4]``, 14x14; VGG-16 ``features[29]``, 14x14 at 224);
-* ResNets (a ``layer4``: torchvision's, RobustBench's ImageNet ResNet-50 and
-  PreActResNet-18): ``layer4[-1]``, the last residual block;
-* otherwise the last ``nn.Conv2d``; a model without one (SmallMLP) has no
-  Grad-CAM and raises. A caller passes another layer as a module or by its
-  dotted name (``"features.4"``, ``"model.layer4.2"``).
+The grad-cam package draws the figure (Guided Grad-CAM and its display);
+the maps and the counts need only torch.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from attacks import gradcam
+from attacks.gradcam import default_target_layer
 from attacks.norms import changed
 from bench.config import stored_dataset
 from bench.errors import SparseBenchError
@@ -184,44 +186,12 @@ def categorize(perturbed: np.ndarray, true_region: np.ndarray, adversarial_regio
 # Grad-CAM
 
 
-def default_target_layer(model: nn.Module) -> nn.Module:
-    """The layer whose Grad-CAM this module uses for ``model`` (see the module docstring).
-
-    Raises
-    ------
-    ValueError
-        The model has no convolution.
-    """
-    for module in model.modules():  # outermost first: a wrapper is looked through
-        features = getattr(module, "features", None)
-        if isinstance(features, nn.Sequential):
-            layers = list(features)
-            convolutions = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)]
-            if convolutions:
-                after = [layer for layer in layers[convolutions[-1]:] if isinstance(layer, nn.ReLU)]
-                return after[0] if after else layers[convolutions[-1]]
-        layer4 = getattr(module, "layer4", None)
-        if isinstance(layer4, nn.Sequential) and len(layer4):
-            return layer4[-1]
-    conv_layers = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
-    if not conv_layers:
-        raise SparseBenchError(f"target_layer: {type(model).__name__} has no Conv2d layer, so no Grad-CAM; "
-                         "pass a layer (a module or its dotted name) whose output is (B, C, H, W)")
-    return conv_layers[-1]
-
-
 def resolve_target_layer(model: nn.Module, target_layer: nn.Module | str | None = None) -> nn.Module:
-    """``target_layer`` as a module of ``model``: None for :func:`default_target_layer`, or a dotted name."""
-    if target_layer is None:
-        return default_target_layer(model)
-    if isinstance(target_layer, str):
-        try:
-            return model.get_submodule(target_layer)
-        except AttributeError:
-            names = [name for name, _ in model.named_modules() if name]
-            raise SparseBenchError(f"target_layer: {target_layer!r} is not a layer of {type(model).__name__}; "
-                             f"layers: {', '.join(names[:40])}{' ...' if len(names) > 40 else ''}") from None
-    return target_layer
+    """:func:`attacks.gradcam.resolve_target_layer`, with its error as a :class:`SparseBenchError` (a user's to fix)."""
+    try:
+        return gradcam.resolve_target_layer(model, target_layer)
+    except ValueError as error:
+        raise SparseBenchError(str(error)) from None
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -236,7 +206,7 @@ def _predict(model: nn.Module, images: Tensor, batch_size: int) -> list[int]:
 
 def grad_cam(model: nn.Module, images: Tensor, classes: Sequence[int], *,
              target_layer: nn.Module | str | None = None, batch_size: int = 32) -> np.ndarray:
-    """Grad-CAM of ``classes[i]`` on ``images[i]``, normalised to [0, 1] per image.
+    """Grad-CAM of ``classes[i]`` on ``images[i]``, normalised to [0, 1] per image (:func:`attacks.gradcam.grad_cam`).
 
     Parameters
     ----------
@@ -247,7 +217,7 @@ def grad_cam(model: nn.Module, images: Tensor, classes: Sequence[int], *,
     classes : sequence of int
         The class explained per image.
     target_layer : nn.Module or str, optional
-        See :func:`resolve_target_layer`.
+        See :func:`attacks.gradcam.resolve_target_layer`.
     batch_size : int
         Images per forward and backward pass.
 
@@ -256,20 +226,16 @@ def grad_cam(model: nn.Module, images: Tensor, classes: Sequence[int], *,
     numpy.ndarray
         float32 ``(B, H, W)``.
     """
-    _grad_cam_package()
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     if len(classes) != len(images):
         raise SparseBenchError(f"classes: {len(classes)} for {len(images)} images")
     layer = resolve_target_layer(model, target_layer)
+    device = _device(model)
     maps = [np.zeros((0, *images.shape[2:]), dtype=np.float32)]
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
-        for start in range(0, len(images), batch_size):
-            targets = [ClassifierOutputTarget(int(c)) for c in classes[start:start + batch_size]]
-            # An input that requires grad: with frozen parameters nothing else would carry gradients to the layer.
-            part = images[start:start + batch_size].to(_device(model)).detach().requires_grad_(True)
-            maps.append(cam(input_tensor=part, targets=targets))
+    for start in range(0, len(images), batch_size):
+        part = images[start:start + batch_size].to(device)
+        explained = torch.as_tensor([int(c) for c in classes[start:start + batch_size]], device=device)
+        cams, _ = gradcam.grad_cam(model, part, explained, target_layer=layer)
+        maps.append(cams.float().cpu().numpy())
     return np.concatenate(maps)
 
 
@@ -353,7 +319,7 @@ def interpretation(store, run_id: str, load_model: ModelLoader, *, attack: str, 
     ValueError
         A bad parameter, or no such unit, or no successful example in it.
     ImportError
-        The grad-cam package is missing.
+        The grad-cam package is missing, and a figure is to be drawn.
     """
     _check_quantile(quantile)
     if n_samples < 1:

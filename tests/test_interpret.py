@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tiny import train_cnn
 from torch import nn
 
 from bench.architectures import Normalize, SmallCNN, SmallMLP, prepare_model
 from bench.cli import build_parser
 from bench.config import parse_config
-from bench.data import get_batch, load_dataset
 from bench.runner import run_benchmark
 from bench.store import ResultsStore
 from reports.interpret import (
@@ -112,32 +112,16 @@ def test_target_layer_per_architecture():
 
 def test_missing_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)
+    model, images = SmallCNN(), torch.zeros(1, 1, 28, 28)
+    cams = grad_cam(model, images, [0])  # the maps need only torch
     with pytest.raises(ImportError, match=r"sparsebench\[interpret\]"):
-        grad_cam(SmallCNN(), torch.zeros(1, 1, 28, 28), [0])
-
-
-class TinyCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * 7 * 7, 10))
-
-    def forward(self, inputs):
-        return self.classifier(self.features(inputs))
+        guided_grad_cam(model, images, [0], cams)  # the figure's Guided Grad-CAM needs the package
 
 
 @pytest.fixture(scope="module")
 def tiny_cnn() -> nn.Module:
     """One convolution trained for a few seconds on 500 Fashion-MNIST training images (~80% test accuracy)."""
-    torch.manual_seed(0)
-    images, labels = get_batch(load_dataset("fashion-mnist", split="train"), list(range(500)))
-    model = TinyCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
-    for _ in range(30):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-    return prepare_model(model, "cpu")
+    return prepare_model(train_cnn(), "cpu")
 
 
 def test_interpretation_of_a_real_run(tmp_path, tiny_cnn):

@@ -244,7 +244,8 @@ def test_learned_attack_is_prepared_outside_its_cost(tmp_path, tiny_model):
     config = parse_config({
         "name": "prepared", "n_samples": 6, "batch_size": 3, "modes": ["untargeted"],
         "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
-        "attacks": [{"name": "egs-tssa", "overrides": {"train_steps": 10, "batch_size": 8}}],
+        # The tiny model is linear: no convolution for egs-tssa's Grad-CAM, so its groups come from the gradient.
+        "attacks": [{"name": "egs-tssa", "overrides": {"train_steps": 10, "batch_size": 8, "saliency": "gradient"}}],
     })
     with ResultsStore(tmp_path / "s.sqlite") as store:
         run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, cache_dir=tmp_path / "cache",

@@ -59,3 +59,29 @@ class OutputsOnly(nn.Module):
     def forward(self, inputs):
         assert not torch.is_grad_enabled() and not inputs.requires_grad
         return _NoGradient.apply(self.model(inputs))
+
+
+class TinyCNN(nn.Module):
+    """One 3x3 convolution (4 maps), ReLU, 4x4 max-pooling, a linear layer: Grad-CAM reads ``features[1]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * 7 * 7, 10))
+
+    def forward(self, inputs):
+        return self.classifier(self.features(inputs))
+
+
+def train_cnn(n: int = 500, steps: int = 30, seed: int = 0) -> nn.Module:
+    """:class:`TinyCNN` trained for a few seconds on the first ``n`` Fashion-MNIST training images (~80% test
+    accuracy), in eval mode with frozen parameters."""
+    torch.manual_seed(seed)
+    images, labels = get_batch(load_dataset("fashion-mnist", split="train"), list(range(n)))
+    model = TinyCNN()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    return model.eval().requires_grad_(False)
