@@ -1,12 +1,13 @@
 """Native baselines against their reference implementations on the offline Fashion-MNIST SmallCNNs.
 
-For ``--attack`` (sigma-zero against adv-lib's, or SparseFool against
-torchattacks') and each of ``smallcnn-standard``, ``smallcnn-fast-at`` and
+For ``--attack`` (sigma-zero against adv-lib's, SparseFool or OnePixel
+against torchattacks') and each of ``smallcnn-standard``, ``smallcnn-fast-at`` and
 ``smallcnn-pgd-at`` (loaded from the cache by :func:`bench.models.load_model`,
 no download), the script draws ``--samples`` correctly classified test images
 (a permutation of the test split seeded by ``--seed``), runs every variant
-untargeted (both attacks are untargeted only) with their default
-hyperparameters in one batch, and checks every example with
+untargeted (adv-lib's sigma-zero and both SparseFools are untargeted only)
+with their default hyperparameters in one batch (OnePixel: 5 pixels, 100
+candidates, 20 generations, as the ``parity-offline`` config), and checks every example with
 :func:`bench.verify.verify` (the [0, 1] box, success by the harness's argmax).
 L0 is counted in elements (C*H*W = 784, one channel, so elements are pixels
 here). ``--steps`` is sigma-zero's number of steps; SparseFool runs 20 outer
@@ -23,6 +24,7 @@ one fails. Run (about a minute per model on 2 cores)::
 
     .tox/sparsebench/bin/python benchmarks/reference_parity.py --attack sigma-zero
     .tox/sparsebench/bin/python benchmarks/reference_parity.py --attack sparsefool
+    .tox/sparsebench/bin/python benchmarks/reference_parity.py --attack onepixel
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torchattacks
 from adv_lib.attacks.sigma_zero import sigma_zero as adv_lib_sigma_zero
 from torch import Tensor, nn
 
+from baselines.onepixel import onepixel
 from baselines.sigma_zero import sigma_zero
 from baselines.sparsefool import sparsefool
 from bench.data import load_dataset
@@ -47,6 +50,7 @@ from bench.verify import verify
 
 MODELS = ("smallcnn-standard", "smallcnn-fast-at", "smallcnn-pgd-at")
 SPARSEFOOL_ITERATIONS = 20
+ONEPIXEL = {"pixels": 5, "population": 100, "generations": 20}  # as the parity-offline config
 
 
 def variants(attack: str, steps: int) -> dict[str, Callable[[nn.Module, Tensor, Tensor], Tensor]]:
@@ -55,6 +59,13 @@ def variants(attack: str, steps: int) -> dict[str, Callable[[nn.Module, Tensor, 
         return {
             "native": lambda m, x, y: sigma_zero(m, x, y, steps=steps),
             "adv-lib": lambda m, x, y: adv_lib_sigma_zero(m, x, y, num_steps=steps),
+        }
+    if attack == "onepixel":
+        return {
+            "native": lambda m, x, y: onepixel(m, x, y, **ONEPIXEL),
+            "native, DE/rand/1 (paper)": lambda m, x, y: onepixel(m, x, y, strategy="rand1", **ONEPIXEL),
+            "torchattacks": lambda m, x, y: torchattacks.OnePixel(
+                m, pixels=ONEPIXEL["pixels"], steps=ONEPIXEL["generations"], popsize=ONEPIXEL["population"])(x, y),
         }
     return {
         "native": lambda m, x, y: sparsefool(m, x, y, max_iter=SPARSEFOOL_ITERATIONS),
@@ -66,7 +77,7 @@ def variants(attack: str, steps: int) -> dict[str, Callable[[nn.Module, Tensor, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--attack", choices=("sigma-zero", "sparsefool"), default="sigma-zero")
+    parser.add_argument("--attack", choices=("sigma-zero", "sparsefool", "onepixel"), default="sigma-zero")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
@@ -75,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     test = load_dataset("fashion-mnist", split="test")
-    budget = f"{args.steps} steps" if args.attack == "sigma-zero" else f"{SPARSEFOOL_ITERATIONS} iterations"
+    budget = {"sigma-zero": f"{args.steps} steps", "sparsefool": f"{SPARSEFOOL_ITERATIONS} iterations",
+              "onepixel": ", ".join(f"{key} {value}" for key, value in ONEPIXEL.items())}[args.attack]
     print(f"{args.attack}: {args.samples} correctly classified Fashion-MNIST test images (seed {args.seed}), "
           f"untargeted, {budget}, {torch.get_num_threads()} torch threads\n")
     print("| model | attack | fooling rate | median L0 elements | mean L0 elements | seconds |")

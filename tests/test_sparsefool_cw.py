@@ -6,6 +6,8 @@ values with a margin; the comments give what was measured.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from baselines.sparsefool import sparsefool
 from baselines.torchattacks_wrappers import sparsefool as torchattacks_sparsefool
 from bench.counting import CountingModel
 from bench.data import get_batch
+from bench.registry import get_attack
 from bench.verify import verify
 
 # Native median L0 may exceed torchattacks' by this factor (+1 pixel) on the same samples:
@@ -147,3 +150,18 @@ def test_native_onepixel_untargeted(tiny_model, correct_samples):
     assert verified.valid.all(), verified.violation
     assert verified.success.mean() >= 0.75  # measured 8/8 on 8 samples
     assert (verified.l0_pixels <= 5).all()
+
+
+def test_native_onepixel_strategies(tiny_model, correct_samples):
+    # best/1 (torchattacks' strategy, the default: stronger at equal budget, docs/measured/parity-cpu)
+    # and the paper's rand/1 both give valid examples within the pixel budget; anything else is refused.
+    images, labels = correct_samples[0][:4], correct_samples[1][:4]
+    assert inspect.signature(onepixel).parameters["strategy"].default == "best1"
+    assert get_attack("onepixel").hyperparameters["strategy"] == "best1"
+    for strategy in ("best1", "rand1"):
+        torch.manual_seed(0)
+        verified = verify(tiny_model, images, onepixel(tiny_model, images, labels, pixels=3, population=20,
+                                                       generations=5, strategy=strategy), labels)
+        assert verified.valid.all() and (verified.l0_pixels <= 3).all()
+    with pytest.raises(ValueError, match="strategy"):
+        onepixel(tiny_model, images, labels, strategy="best2")
