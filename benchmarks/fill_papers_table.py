@@ -1,6 +1,6 @@
-"""Fill our rows of docs/measured/baselines-ii-cpu/papers.md from a regenerated summary.csv.
+"""Write docs/measured/baselines-ii-cpu/papers.md: its template with our rows from a regenerated summary.csv.
 
-The page holds placeholders ``OURS:<model>:<attack>:<mode>:fr`` (fooling rate,
+The template (``papers.template.md`` beside it) holds placeholders ``OURS:<model>:<attack>:<mode>:fr`` (fooling rate,
 percent) and ``OURS:<model>:<attack>:<mode>:l0`` (median L0 in pixels over the
 successful samples). Each becomes ``value [lo, hi]``: the fooling rate with its
 95% Wilson interval, the median with its bootstrap interval, the columns
@@ -14,7 +14,7 @@ After ``bash benchmarks/regenerate_cpu.sh baselines-ii`` (at a clean commit)::
     python benchmarks/fill_papers_table.py
 
 It reads the one ``docs/measured/baselines-ii-cpu/generated/<run>/summary.csv``
-(or ``--summary``), rewrites the page in place (or ``--out``) and exits with
+(or ``--summary``), writes ``papers.md`` (or ``--out``) and exits with
 status 1 if a placeholder has no row in the summary or a row of the summary
 has no placeholder; ``--check`` only reports.
 """
@@ -88,10 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Placeholders: OURS:<model>:<attack>:<mode>:fr|l0.")
-    parser.add_argument("--page", type=Path, default=FOLDER / "papers.md", help="page to fill (default: %(default)s)")
+    parser.add_argument("--page", type=Path, default=FOLDER / "papers.template.md",
+                        help="template to fill (default: %(default)s)")
     parser.add_argument("--summary", type=Path, default=None,
                         help="summary.csv to read (default: the one under docs/measured/baselines-ii-cpu/generated/)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the filled page (default: --page)")
+    parser.add_argument("--out", type=Path, default=FOLDER / "papers.md",
+                        help="where to write the filled page (default: %(default)s)")
     parser.add_argument("--check", action="store_true", help="report what would be filled and write nothing")
     args = parser.parse_args(argv)
 
