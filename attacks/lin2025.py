@@ -43,6 +43,7 @@ __all__ = [
     "heaviside",
     "lin2025",
     "lin2025_code",
+    "loss_label",
     "signed_box_scale",
     "sparse_example",
     "surrogate_derivative",
@@ -125,6 +126,23 @@ def _dense_prediction_label(dense_logits: Tensor, labels: Tensor) -> Tensor:
     prediction = dense_logits.argmax(1)
     runner_up = dense_logits.scatter(1, labels[:, None], float("-inf")).argmax(1)
     return torch.where(prediction != labels, prediction, runner_up)
+
+
+def loss_label(model: nn.Module, dense: Tensor, labels: Tensor, *, targeted: bool,
+               untargeted_label: str) -> tuple[Tensor, float]:
+    """The class the mask's cross-entropy is taken on, and its sign in the minimised loss.
+
+    Targeted: the target, sign +1 (its cross-entropy is minimised). Untargeted
+    with ``"dense-prediction"``: the dense example's predicted class
+    (:func:`_dense_prediction_label`, one forward pass), sign +1; with
+    ``"true-class"``: the true class, sign -1 (its cross-entropy is maximised).
+    """
+    if targeted:
+        return labels, 1.0
+    if untargeted_label == "dense-prediction":
+        with torch.no_grad():
+            return _dense_prediction_label(model(dense), labels), 1.0
+    return labels, -1.0
 
 
 def lin2025(
@@ -329,13 +347,7 @@ def lin2025(
     x = inputs.detach()
     dense = i_fgsm(model, x, labels, targeted=targeted, eps=eps, alpha=alpha, steps=ifgsm_steps)
     delta = dense - x
-    if targeted:
-        y_adv, sign = labels, 1.0
-    elif untargeted_label == "dense-prediction":
-        with torch.no_grad():
-            y_adv, sign = _dense_prediction_label(model(dense), labels), 1.0
-    else:
-        y_adv, sign = labels, -1.0
+    y_adv, sign = loss_label(model, dense, labels, targeted=targeted, untargeted_label=untargeted_label)
 
     scale_omega = box_scale(x, eps) if omega == "paper" else signed_box_scale(x, delta, eps)
     shift = tau / eps

@@ -18,9 +18,9 @@ from attacks.ifgsm import i_fgsm
 from attacks.lin2025 import (
     OMEGAS,
     UNTARGETED_LABELS,
-    _dense_prediction_label,
     box_scale,
     heaviside,
+    loss_label,
     signed_box_scale,
     sparse_example,
 )
@@ -232,13 +232,7 @@ def lin2025_frontier(
         dense = dense_start(model, x, labels, targeted=targeted, eps=eps, alpha=alpha, steps=ifgsm_steps,
                             generator=generator if restart > 0 else None)
         delta = dense - x
-        if targeted:
-            y_adv, sign = labels, 1.0
-        elif untargeted_label == "dense-prediction":
-            with torch.no_grad():
-                y_adv, sign = _dense_prediction_label(model(dense), labels), 1.0
-        else:
-            y_adv, sign = labels, -1.0
+        y_adv, sign = loss_label(model, dense, labels, targeted=targeted, untargeted_label=untargeted_label)
         everywhere = torch.ones_like(x, dtype=torch.bool)
         full, move, changes = _all_on(x, delta, eps, omega, everywhere)
         w = torch.full_like(x, shift + w_init, requires_grad=True)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from attacks.checks import check_choice, check_int, check_real
 from attacks.ifgsm import i_fgsm
-from attacks.lin2025 import UNTARGETED_LABELS, _dense_prediction_label, active_mask, heaviside
+from attacks.lin2025 import UNTARGETED_LABELS, active_mask, heaviside, loss_label
 from attacks.success import SparsestSuccess, is_adversarial_argmax, per_sample
 
 __all__ = ["lin2025_improved"]
@@ -108,13 +108,7 @@ def lin2025_improved(
     x = inputs.detach()
     dense = i_fgsm(model, x, labels, targeted=targeted, eps=eps, alpha=alpha, steps=ifgsm_steps).clamp(0, 1)
     delta = dense - x
-    if targeted:
-        y_adv, sign = labels, 1.0
-    elif untargeted_label == "dense-prediction":
-        with torch.no_grad():
-            y_adv, sign = _dense_prediction_label(model(dense), labels), 1.0
-    else:
-        y_adv, sign = labels, -1.0
+    y_adv, sign = loss_label(model, dense, labels, targeted=targeted, untargeted_label=untargeted_label)
 
     shift = tau / eps
     w = torch.full_like(x, shift + w_init, requires_grad=True)

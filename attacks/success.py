@@ -34,19 +34,31 @@ def is_adversarial_argmax(scores: Tensor, labels: Tensor, *, targeted: bool) -> 
 
 
 def success_and_gradient(
-    model: nn.Module, adversarial: Tensor, labels: Tensor, *, targeted: bool, gradient: bool = True
+    model: nn.Module, adversarial: Tensor, labels: Tensor, *, targeted: bool, gradient: bool = True,
+    loss: str = "ce", switch_margin: float = 0.5,
 ) -> tuple[Tensor, Tensor | None]:
     """One forward pass at ``adversarial``: :func:`is_adversarial` per sample and, when
-    ``gradient``, the gradient of the summed ``adversarial_cross_entropy`` with respect to
-    ``adversarial`` (one backward pass); ``None`` and no graph otherwise."""
+    ``gradient``, the gradient with respect to ``adversarial`` of the summed per-sample loss
+    (one backward pass); ``None`` and no graph otherwise.
+
+    ``loss``: ``"ce"`` ascends :func:`attacks.losses.adversarial_cross_entropy`, ``"margin"``
+    :func:`attacks.losses.logit_margin`, and ``"switch"`` the margin for the samples within
+    ``switch_margin`` logits of success and the cross-entropy for the others.
+    """
     adversarial = adversarial.requires_grad_(gradient)
     with torch.set_grad_enabled(gradient):
         logits = model(adversarial)
-    success = is_adversarial(logits.detach(), labels, targeted=targeted)
+        margin = logit_margin(logits, labels, targeted=targeted)
+    success = margin.detach() > 0
     if not gradient:
         return success, None
-    loss = adversarial_cross_entropy(logits, labels, targeted=targeted).sum()
-    (grad,) = torch.autograd.grad(loss, adversarial)
+    if loss == "margin":
+        ascended = margin
+    else:
+        ascended = adversarial_cross_entropy(logits, labels, targeted=targeted)
+        if loss == "switch":
+            ascended = torch.where(margin.detach() > -switch_margin, margin, ascended)
+    (grad,) = torch.autograd.grad(ascended.sum(), adversarial)
     return success, grad
 
 

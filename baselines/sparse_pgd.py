@@ -16,10 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from attacks.checks import check_choice, check_int, check_real
-from attacks.losses import adversarial_cross_entropy, logit_margin
 from attacks.projections import top_k_mask
 from attacks.search import minimum_norm_attack
-from attacks.success import is_adversarial
+from attacks.success import is_adversarial, success_and_gradient
 
 __all__ = ["sparse_pgd", "sparse_pgd_min"]
 
@@ -165,8 +164,8 @@ def sparse_pgd(
         # The projection onto S_m: 1 at the top k of sigmoid(m_tilde), without its float ties.
         mask = top_k_mask(relaxed, k).to(relaxed.dtype)
         adversarial = (clean + magnitude * mask).clamp_(0, 1)
-        success, grad = _success_and_gradient(model, adversarial, target, targeted=targeted, loss=loss,
-                                              gradient=step < steps)
+        success, grad = success_and_gradient(model, adversarial, target, targeted=targeted, loss=loss,
+                                             switch_margin=SWITCH_MARGIN, gradient=step < steps)
         result[idx] = torch.where(success[:, None, None, None], adversarial.detach(), result[idx])
         if step == steps:
             break
@@ -189,27 +188,6 @@ def sparse_pgd(
             relaxed = torch.where(redraw, torch.randn_like(relaxed), relaxed)
             unchanged = torch.where(redraw.view(-1), torch.zeros_like(unchanged), unchanged)
     return result
-
-
-def _success_and_gradient(model: nn.Module, adversarial: Tensor, labels: Tensor, *, targeted: bool, loss: str,
-                          gradient: bool) -> tuple[Tensor, Tensor | None]:
-    """One forward pass: success per sample and, when ``gradient``, the gradient of the summed ``loss`` (one
-    backward pass); ``None`` and no graph otherwise."""
-    adversarial = adversarial.requires_grad_(gradient)
-    with torch.set_grad_enabled(gradient):
-        logits = model(adversarial)
-        margin = logit_margin(logits, labels, targeted=targeted)
-    success = margin.detach() > 0
-    if not gradient:
-        return success, None
-    if loss == "margin":
-        ascended = margin
-    else:
-        ascended = adversarial_cross_entropy(logits, labels, targeted=targeted)
-        if loss == "switch":
-            ascended = torch.where(margin.detach() > -SWITCH_MARGIN, margin, ascended)
-    (grad,) = torch.autograd.grad(ascended.sum(), adversarial)
-    return success, grad
 
 
 sparse_pgd_min = minimum_norm_attack(sparse_pgd, name="sparse_pgd_min")

@@ -9,7 +9,8 @@ import torch
 from tiny import run_verified
 
 from attacks.losses import adversarial_cross_entropy, logit_margin
-from baselines.sparse_pgd import LOSSES, SWITCH_MARGIN, _success_and_gradient, sparse_pgd, sparse_pgd_min
+from attacks.success import success_and_gradient
+from baselines.sparse_pgd import LOSSES, SWITCH_MARGIN, sparse_pgd, sparse_pgd_min
 from bench.registry import ATTACKS
 
 #: The default chosen from docs/measured/sparse-pgd-loss-cpu/ (the docstring says why).
@@ -56,8 +57,8 @@ def test_each_loss_ascends_its_objective_and_switch_follows_the_release(tiny_mod
     hinge = _gradient(tiny_model, images, goal, lambda z: logit_margin(z, goal, targeted=targeted))
     gradients = {}
     for loss in LOSSES:
-        success, gradients[loss] = _success_and_gradient(tiny_model, images.clone(), goal, targeted=targeted,
-                                                         loss=loss, gradient=True)
+        success, gradients[loss] = success_and_gradient(tiny_model, images.clone(), goal, targeted=targeted,
+                                                        loss=loss, switch_margin=SWITCH_MARGIN, gradient=True)
         assert not success.any()
     assert torch.allclose(gradients["ce"], ce) and torch.allclose(gradients["margin"], hinge)
     expected = torch.where(near.view(-1, 1, 1, 1), hinge, ce)

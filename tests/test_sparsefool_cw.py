@@ -70,7 +70,8 @@ def test_sparsefool_is_untargeted_only(tiny_model, correct_samples):
 def test_sparsefool_lam_growth_spares_samples_that_progress(fashion_test):
     # On a small CNN every sample keeps making progress under the paper's fixed lambda, so growing
     # lambda for stalled samples must leave every example as it was. With patience 1 (lambda grown
-    # after a single stalled iteration) the mean L0 of these 32 samples went from 17 to 30 pixels.
+    # after a single stalled iteration) this fails: samples that progress in fits and starts get a
+    # larger lambda and a larger L0.
     cnn = train_cnn(steps=200)
     images, labels = get_batch(fashion_test, list(range(100)))
     correct = cnn(images).argmax(1) == labels
