@@ -12,7 +12,7 @@ from torch import Tensor
 
 from attacks.losses import adversarial_cross_entropy, logit_margin
 
-__all__ = ["draw_pixels", "search_loss"]
+__all__ = ["draw_pixels", "search_loss", "search_loss_and_success"]
 
 _ZERO_WEIGHT = -1e4
 """Key of an allowed pixel of weight 0: after every pixel of positive weight (whose log-weight
@@ -25,6 +25,13 @@ def search_loss(logits: Tensor, labels: Tensor, *, targeted: bool) -> Tensor:
     if targeted:
         return -adversarial_cross_entropy(logits, labels, targeted=True)
     return -logit_margin(logits, labels, targeted=False)
+
+
+def search_loss_and_success(logits: Tensor, labels: Tensor, *, targeted: bool) -> tuple[Tensor, Tensor]:
+    """:func:`search_loss` and :func:`attacks.success.is_adversarial`, from one logit margin (a search's
+    step costs what its operations number on a GPU)."""
+    margin = logit_margin(logits, labels, targeted=targeted)
+    return (search_loss(logits, labels, targeted=True) if targeted else -margin), margin > 0
 
 
 def draw_pixels(allowed: Tensor, count: int, weights: Tensor | None = None) -> Tensor:

@@ -148,7 +148,8 @@ def brusleattack(
     the clean input first (counted in ``n_queries``); a draw from fewer
     allowed pixels than it needs (only when ``M`` is 0 almost everywhere)
     is completed uniformly. Which samples are still searching costs one
-    host-device synchronisation per step. Random draws (the synthetic image
+    host-device synchronisation per step; the search's state holds those
+    samples only, so a step on a few of them costs a few operations. Random draws (the synthetic image
     included) come from torch's global generator, so a sample's result
     depends on the seed and on its batch-mates, which share the stream.
     """
@@ -181,9 +182,6 @@ def brusleattack(
     if idx.numel() == 0:
         return result.view_as(inputs)
 
-    def image(idx: Tensor, mask: Tensor) -> Tensor:
-        return torch.where(mask[:, None], synthetic[idx], clean[idx])
-
     # Initial masks: `init_candidates` uniform k-sets per sample, queried together.
     n_active = idx.numel()
     everywhere = torch.ones(n_active, init_candidates, n_pixels, dtype=torch.bool, device=device)
@@ -197,40 +195,46 @@ def brusleattack(
     choice = torch.where(success, loss, loss + float("inf")).argmin(1)
     choice = torch.where(success.any(1), choice, loss.argmin(1))
     rows = torch.arange(n_active, device=device)
-    mask = torch.zeros(batch, n_pixels, dtype=torch.bool, device=device)
-    mask[idx] = candidates[rows, choice]
-    best_loss = torch.full((batch,), float("inf"), device=device)
-    best_loss[idx] = loss[rows, choice]
-    failures = torch.zeros(batch, n_pixels, device=device)
-    visits = torch.zeros(batch, n_pixels, device=device)
-    visits[idx] = candidates.sum(1).to(visits.dtype)
-    result[idx] = images[rows, choice]
-    searching[idx] = ~success.any(1)
+    # The search's state, for the samples still searching only: rows leave it when they succeed
+    # (written back to `result`), so a step touches nothing else.
+    mask = candidates[rows, choice]
+    best_loss = loss[rows, choice]
+    failures = torch.zeros(n_active, n_pixels, device=device)
+    visits = candidates.sum(1).to(failures.dtype)
+    current = images[rows, choice]
+    success = success.any(1)
+    goal, own_clean, own_synthetic, own_dissimilarity = labels[idx], clean[idx], synthetic[idx], dissimilarity[idx]
 
     for used in range(init_candidates, n_queries - 1):  # `used`: queries so far, the clean one aside
-        idx = torch.nonzero(searching).squeeze(1)  # the one synchronisation per step
-        if idx.numel() == 0 or k == n_pixels:
+        keep = torch.nonzero(~success).squeeze(1)  # the one synchronisation per step
+        if keep.numel() < idx.numel():
+            result[idx] = current
+            if keep.numel() == 0:
+                return result.view_as(inputs)
+            idx, mask, best_loss, failures, visits, current, goal, own_clean, own_synthetic, own_dissimilarity = (
+                t[keep] for t in (idx, mask, best_loss, failures, visits, current, goal, own_clean, own_synthetic,
+                                  own_dissimilarity))
+        if k == n_pixels:
             break
         n_swap = min(max(1, int(replace_fraction(used, lambda_init, m1, m2) * k)), n_pixels - k)
-        current = mask[idx]
-        influence = pixel_influence(failures[idx], visits[idx], prior)
-        kept = draw_pixels(current, k - n_swap, influence)
-        candidate = torch.zeros_like(current).scatter_(1, kept, True)
-        removed = current & ~candidate
-        candidate.scatter_(1, draw_pixels(~current, n_swap, influence * dissimilarity[idx]), True)
+        influence = pixel_influence(failures, visits, prior)
+        kept = draw_pixels(mask, k - n_swap, influence)
+        candidate = torch.zeros_like(mask).scatter_(1, kept, True)
+        removed = mask & ~candidate
+        candidate.scatter_(1, draw_pixels(~mask, n_swap, influence * own_dissimilarity), True)
 
-        adversarial = image(idx, candidate)
+        adversarial = torch.where(candidate[:, None], own_synthetic, own_clean)
         logits = model(adversarial.view(-1, channels, height, width))
-        loss = loss_of(logits, labels[idx])
-        success = is_adversarial(logits, labels[idx], targeted=targeted)
-        improved = loss < best_loss[idx]
-        failures[idx], visits[idx] = update_counts(failures[idx], visits[idx], removed, candidate, improved)
+        loss = loss_of(logits, goal)
+        success = is_adversarial(logits, goal, targeted=targeted)
+        improved = loss < best_loss
+        failures, visits = update_counts(failures, visits, removed, candidate, improved)
         accept = improved | success
-        mask[idx] = torch.where(accept[:, None], candidate, current)
-        best_loss[idx] = torch.where(accept, loss, best_loss[idx])
-        result[idx] = torch.where(accept[:, None, None], adversarial, result[idx])
-        searching[idx] = ~success
+        mask = torch.where(accept[:, None], candidate, mask)
+        best_loss = torch.where(accept, loss, best_loss)
+        current = torch.where(accept[:, None, None], adversarial, current)
 
+    result[idx] = current
     return result.view_as(inputs)
 
 

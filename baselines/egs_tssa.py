@@ -116,14 +116,12 @@ def egs_tssa(
       batch. The weights are the authors' release's in kind: no L1 term
       (``lam_sparsity = 0``: the sparsity is the groups' and the binary
       mask's) and a small quantization weight, ``lam_quant = 1e-4`` (their
-      1e-5 weighs sums over batches of eight 224x224 images). Measured on
-      Fashion-MNIST's SmallCNNs (64 test images, untargeted, with the
-      gradient map that was then the only one): these fool
-      the standard one 97% at a median of 416 pixels and the PGD-AT one
-      72% at 276; ``lam_sparsity = 0.003, lam_quant = 0.01`` gave 75% at
-      64 pixels on the standard model but switched every pixel off on the
-      PGD-AT one (0%), so the sparser setting is an override, not the
-      default.
+      1e-5 weighs sums over batches of eight 224x224 images). A sparser
+      setting, ``lam_sparsity = 0.003, lam_quant = 0.01``, made sparser
+      examples on the standard SmallCNN but switched every pixel off on
+      the PGD-AT one (trials with the earlier gradient map, not recorded),
+      so it is an override, not the default; the default's figures are in
+      ``docs/measured/baselines-ii-cpu/``.
     * The group mask multiplies the continuous mask as well as the binary
       one during training, so that training sees the constraint the
       attack enforces.

@@ -156,37 +156,41 @@ def sparse_pgd(
         return result
     clean, target = inputs[idx], labels[idx]
     magnitude = torch.rand_like(clean) - clean  # uniform in the box [-x, 1 - x]
+    low, high = -clean, 1 - clean
     relaxed = torch.randn(idx.numel(), 1, height, width, device=inputs.device, dtype=inputs.dtype)
     unchanged = torch.zeros(idx.numel(), dtype=torch.long, device=inputs.device)
 
+    # The state holds the samples still searching only; a sample leaves it at its first success,
+    # which is written to `result` then, so a step touches nothing else.
     for step in range(steps + 1):
         soft = torch.sigmoid(relaxed)
         # The projection onto S_m: 1 at the top k of sigmoid(m_tilde), without its float ties.
-        mask = top_k_mask(relaxed, k).to(relaxed.dtype)
+        chosen = top_k_mask(relaxed, k)
+        mask = chosen.to(relaxed.dtype)
         adversarial = (clean + magnitude * mask).clamp_(0, 1)
         success, grad = success_and_gradient(model, adversarial, target, targeted=targeted, loss=loss,
                                              switch_margin=SWITCH_MARGIN, gradient=step < steps)
-        result[idx] = torch.where(success[:, None, None, None], adversarial.detach(), result[idx])
         if step == steps:
+            result[idx] = torch.where(success[:, None, None, None], adversarial.detach(), result[idx])
             break
         with torch.no_grad():
             keep = torch.nonzero(~success).squeeze(1)  # one synchronisation per step
-            if keep.numel() == 0:
-                break
             if keep.numel() < idx.numel():
-                idx, clean, target, grad = idx[keep], clean[keep], target[keep], grad[keep]
+                result[idx] = torch.where(success[:, None, None, None], adversarial, result[idx])
+                if keep.numel() == 0:
+                    break
+                idx, clean, target, grad, low, high = idx[keep], clean[keep], target[keep], grad[keep], low[keep], high[keep]
                 magnitude, relaxed, unchanged = magnitude[keep], relaxed[keep], unchanged[keep]
-                soft, mask = soft[keep], mask[keep]
+                soft, mask, chosen = soft[keep], mask[keep], chosen[keep]
             grad_p = grad * (soft if gradient == "unprojected" else mask)
             grad_m = (grad * magnitude).sum(1, keepdim=True) * soft * (1 - soft)
             norm = grad_m.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
             relaxed = relaxed + mask_step * grad_m / norm.clamp_min(1e-12) * (norm > 1e-10)
-            magnitude = torch.minimum(torch.maximum(magnitude + alpha * grad_p.sign(), -clean), 1 - clean)
-            same = (top_k_mask(relaxed, k) == mask.bool()).flatten(1).all(1)
-            unchanged = torch.where(same, unchanged + 1, torch.zeros_like(unchanged))
+            magnitude = (magnitude + alpha * grad_p.sign()).clamp(low, high)
+            unchanged = (unchanged + 1) * (top_k_mask(relaxed, k) == chosen).flatten(1).all(1)
             redraw = (unchanged >= patience).view(-1, 1, 1, 1)
             relaxed = torch.where(redraw, torch.randn_like(relaxed), relaxed)
-            unchanged = torch.where(redraw.view(-1), torch.zeros_like(unchanged), unchanged)
+            unchanged = unchanged.masked_fill(redraw.view(-1), 0)
     return result
 
 

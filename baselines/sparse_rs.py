@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from attacks.checks import check_int, check_real
 from attacks.search import minimum_norm_attack
 from attacks.success import is_adversarial
-from baselines.blackbox import draw_pixels, search_loss
+from baselines.blackbox import draw_pixels, search_loss_and_success
 
 __all__ = ["resample_schedule", "sparse_rs", "sparse_rs_min"]
 
@@ -38,22 +38,36 @@ def resample_schedule(iteration: int, n_queries: int, alpha_init: float) -> floa
     return alpha_init / _LAST_DIVISOR
 
 
-def _random_corners(clean: Tensor) -> Tensor:
-    """A corner of [0, 1]^C for each pixel, uniform among the corners that differ from ``clean``.
+class _Corners:
+    """Random corners of [0, 1]^C for pixels of a batch, each differing from the pixel's clean value.
 
-    ``clean`` is ``(A, C, m)``: the clean values at m pixels per sample. A
-    pixel whose clean value is itself a corner gets one of the other
+    A pixel whose clean value is itself a corner gets one of the other
     ``2^C - 1`` corners (an XOR of its corner code with a nonzero code);
     any other pixel gets any of the ``2^C`` corners, all of which differ.
+    Each pixel's corner code, and whether it is at one, are read once per
+    batch (``clean`` is ``(B, C, N)``), so a draw is a few operations.
     """
-    channels = clean.shape[1]
-    corners = 1 << channels
-    bits = torch.arange(channels, device=clean.device)
-    at_corner = ((clean == 0) | (clean == 1)).all(1)
-    own = ((clean == 1).long() << bits[None, :, None]).sum(1)
-    other = own ^ torch.randint(1, corners, own.shape, device=clean.device)
-    code = torch.where(at_corner, other, torch.randint(0, corners, own.shape, device=clean.device))
-    return ((code[:, None, :] >> bits[None, :, None]) & 1).to(clean.dtype)
+
+    def __init__(self, clean: Tensor) -> None:
+        channels = clean.shape[1]
+        self.corners = 1 << channels
+        bits = torch.arange(channels, device=clean.device)
+        self.own = ((clean == 1).long() << bits[None, :, None]).sum(1)  # (B, N)
+        self.at_corner = ((clean == 0) | (clean == 1)).all(1)
+        # table[code, c]: channel c's value at the corner of that code
+        self.table = ((torch.arange(self.corners, device=clean.device)[:, None] >> bits) & 1).to(clean.dtype)
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep the rows ``rows`` only (the samples still searching)."""
+        self.own, self.at_corner = self.own[rows], self.at_corner[rows]
+
+    def draw(self, pixels: Tensor) -> Tensor:
+        """``(A, C, m)`` corner values for the pixels ``pixels`` ``(A, m)`` of the rows kept."""
+        own = self.own.gather(1, pixels)
+        other = own ^ torch.randint(1, self.corners, own.shape, device=own.device)
+        code = torch.where(self.at_corner.gather(1, pixels), other,
+                           torch.randint(0, self.corners, own.shape, device=own.device))
+        return self.table[code].transpose(1, 2)
 
 
 @torch.no_grad()
@@ -121,7 +135,10 @@ def sparse_rs(
     2^-C, wasting budget; ours always changes it.
     The per-iteration choice of which samples are still unsolved costs one
     host-device synchronisation per iteration; it is what keeps solved
-    samples from being queried.
+    samples from being queried. The search's state holds the unsolved
+    samples only, so a step costs no gathering and scattering of the whole
+    batch's (steps on a few samples are what the long tail of a search
+    costs, and on a GPU a step's cost is its number of operations).
     """
     batch, channels, height, width = inputs.shape
     n_pixels = height * width
@@ -135,51 +152,55 @@ def sparse_rs(
 
     clean = inputs.detach().flatten(2)  # (B, C, N)
     device = inputs.device
+    corners = _Corners(clean)
 
     # Query 0: the clean input. Samples that already succeed stay clean.
     active = ~is_adversarial(model(inputs), labels, targeted=targeted)
 
     # Random start: k pixels per sample, each at a random corner.
     chosen = torch.rand(batch, n_pixels, device=device).topk(k, dim=1).indices
-    chosen_c = chosen[:, None, :].expand(-1, channels, -1)
-    start = clean.scatter(2, chosen_c, _random_corners(clean.gather(2, chosen_c)))
+    start = clean.scatter(2, chosen[:, None, :].expand(-1, channels, -1), corners.draw(chosen))
     best = torch.where(active[:, None, None], start, clean)
-    support = torch.zeros(batch, n_pixels, dtype=torch.bool, device=device).scatter_(1, chosen, True)
-    support &= active[:, None]
-    best_loss = torch.full((batch,), float("inf"), device=device)
     idx = torch.nonzero(active).squeeze(1)
-    if idx.numel():
-        logits = model(best[idx].view(-1, channels, height, width))
-        best_loss[idx] = search_loss(logits, labels[idx], targeted=targeted)
-        active[idx] = ~is_adversarial(logits, labels[idx], targeted=targeted)
+    if idx.numel() == 0:
+        return best.view_as(inputs)
+    # The search's state, for the samples still searching only: rows leave it when they succeed
+    # (written back to `best`), so a step touches nothing else.
+    support = torch.zeros(idx.numel(), n_pixels, dtype=torch.bool, device=device).scatter_(1, chosen[idx], True)
+    current, current_clean, goal = best[idx], clean[idx], labels[idx]
+    corners.keep(idx)
+    best_loss, success = search_loss_and_success(model(current.view(-1, channels, height, width)), goal,
+                                                  targeted=targeted)
 
     for iteration in range(1, n_queries):
-        idx = torch.nonzero(active).squeeze(1)  # the one synchronisation per iteration
-        if idx.numel() == 0:
-            break
+        keep = torch.nonzero(~success).squeeze(1)  # the one synchronisation per iteration
+        if keep.numel() < idx.numel():
+            best[idx] = current
+            if keep.numel() == 0:
+                return best.view_as(inputs)
+            idx, current, current_clean, goal, support, best_loss = (
+                t[keep] for t in (idx, current, current_clean, goal, support, best_loss))
+            corners.keep(keep)
         n_swap = max(1, int(resample_schedule(iteration, n_queries, alpha_init) * k))
         n_swap = min(n_swap, k, n_pixels - k) if k < n_pixels else min(n_swap, k)
-        current, current_support, current_clean = best[idx], support[idx], clean[idx]
-        drop = draw_pixels(current_support, n_swap)
+        drop = draw_pixels(support, n_swap)
         if k < n_pixels:
-            add = draw_pixels(~current_support, n_swap)
+            add = draw_pixels(~support, n_swap)
         else:  # every pixel is in M: resample the dropped pixels' corners instead
             add = drop
         drop_c = drop[:, None, :].expand(-1, channels, -1)
-        add_c = add[:, None, :].expand(-1, channels, -1)
         candidate = current.scatter(2, drop_c, current_clean.gather(2, drop_c))
-        candidate.scatter_(2, add_c, _random_corners(current_clean.gather(2, add_c)))
-        candidate_support = current_support.scatter(1, drop, False).scatter_(1, add, True)
+        candidate.scatter_(2, add[:, None, :].expand(-1, channels, -1), corners.draw(add))
+        candidate_support = support.scatter(1, drop, False).scatter_(1, add, True)
 
-        logits = model(candidate.view(-1, channels, height, width))
-        loss = search_loss(logits, labels[idx], targeted=targeted)
-        success = is_adversarial(logits, labels[idx], targeted=targeted)
-        accept = (loss < best_loss[idx]) | success
-        best[idx] = torch.where(accept[:, None, None], candidate, current)
-        support[idx] = torch.where(accept[:, None], candidate_support, current_support)
-        best_loss[idx] = torch.where(accept, loss, best_loss[idx])
-        active[idx] = ~success
+        loss, success = search_loss_and_success(model(candidate.view(-1, channels, height, width)), goal,
+                                                targeted=targeted)
+        accept = (loss < best_loss) | success
+        current = torch.where(accept[:, None, None], candidate, current)
+        support = torch.where(accept[:, None], candidate_support, support)
+        best_loss = torch.where(accept, loss, best_loss)
 
+    best[idx] = current
     return best.view_as(inputs)
 
 

@@ -482,7 +482,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     size, chosen_by = estimate.batch_size, f"auto: {estimate.reason}"
                 torch.manual_seed(args.seed)
                 result = measure_efficiency(attack, attacked, all_inputs[:size], all_labels[:size],
-                                            rounds=args.rounds, clock=args.clock,
+                                            rounds=args.rounds, clock=args.clock, operations=args.count_ops,
                                             targets=targets[:size] if targets is not None else None)
             except Exception as error:  # one attack's failure is a row that says why, not the end of the table
                 rows.append({**base, "error": f"{type(error).__name__}: {error}"})
@@ -749,6 +749,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                        help="wall time (default), or this process's CPU time (CPU devices only): on a "
                             "machine shared with other jobs, CPU time keeps the ratio steady")
+    bench.add_argument("--count-ops", action="store_true",
+                       help="run each attack once more, untimed, counting its tensor operations: op_ratio (its "
+                            "operations over the bare model's for the same calls: a step's cost on a GPU bound by "
+                            "kernel launches), attack_ops_per_call and syncs_per_call (host-device "
+                            "synchronisations per forward call); the same on any device")
     bench.add_argument("--cache-dir", type=Path, default=None, help="model cache (default: as for run)")
     bench.add_argument("--max-ratio", type=float, default=None,
                        help="exit 1 if an attack's ratio exceeds this (e.g. 1.15)")

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from bench.errors import SparseBenchError
 
-__all__ = ["CLOCKS", "CountingModel", "PassTotals", "counted_layers", "timed"]
+__all__ = ["CLOCKS", "CountingModel", "OpCounts", "PassTotals", "count_ops", "counted_layers", "timed"]
 
 
 def counted_layers(model: nn.Module) -> list[nn.Module]:
@@ -260,3 +260,82 @@ def timed(device: torch.device, clock: str = "wall") -> Iterator[list[float]]:
     finally:
         synchronize(device)
         result[0] = now() - start
+
+
+# Reads that make the host wait for the device: a value a Python decision needs (``.item()``,
+# ``bool(tensor)``) or an output whose shape depends on the values (``nonzero``, boolean indexing).
+_SYNCING_OPS = frozenset({
+    "aten._local_scalar_dense", "aten.nonzero", "aten.masked_select", "aten._unique2", "aten.unique_dim",
+    "aten.unique_consecutive", "aten.equal", "aten.allclose", "aten.bincount"})
+_BOOLEAN_INDEXED = frozenset({"aten.index", "aten.index_put", "aten.index_put_", "aten._index_put_impl_"})
+_HOST_COPIES = frozenset({"tolist", "numpy", "cpu"})
+
+
+@dataclass(frozen=True)
+class OpCounts:
+    """Tensor operations dispatched in a block (views aside), and how many made the host wait for the device."""
+
+    ops: int = 0
+    syncs: int = 0
+
+
+def _is_sync(packet: str, args: tuple, kwargs: dict) -> bool:
+    if packet in _SYNCING_OPS:
+        return True
+    if packet == "aten.repeat_interleave":  # without output_size, its length is read from the device
+        return kwargs.get("output_size") is None and isinstance(args[0], Tensor) and len(args) < 3
+    if packet in _BOOLEAN_INDEXED:
+        indices = args[1] if len(args) > 1 else kwargs.get("indices", ())
+        return any(isinstance(i, Tensor) and i.dtype in (torch.bool, torch.uint8) for i in indices or ())
+    return False
+
+
+@contextmanager
+def count_ops() -> Iterator[list[OpCounts]]:
+    """Count the tensor operations run in the block, and the synchronisations among them.
+
+    On a GPU each operation is at least one kernel launch, a few microseconds
+    of host time whatever the batch: on few samples a step costs what its
+    operations number, not what they compute. Views and aliases
+    (``unsqueeze``, ``expand``, ``detach``, ...) launch nothing and are not
+    counted. A synchronisation is an
+    operation whose result the host waits for: ``.item()``, ``bool(t)``,
+    ``nonzero``, boolean indexing, ``unique``, and ``.tolist()``, ``.numpy()``
+    and ``.cpu()`` (seen as Python calls: on a CPU tensor they dispatch
+    nothing). Each stalls the host until the device has drained its queue,
+    so the next launches wait for it. The counts do not depend on the device,
+    so the CPU can measure what a GPU will pay. Operations are counted through
+    a ``TorchDispatchMode`` (forward and backward alike) and the host copies
+    through a profile function, so the block runs slower while counted:
+    never time inside it. Yields a one-element list holding the
+    :class:`OpCounts` once the block ends.
+    """
+    import sys
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    counts = {"ops": 0, "syncs": 0}
+
+    class Counting(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if not func.is_view:  # a view or alias launches nothing
+                counts["ops"] += 1
+            if _is_sync(str(func.overloadpacket), args, kwargs):
+                counts["syncs"] += 1
+            return func(*args, **kwargs)
+
+    def profile(frame, event: str, arg) -> None:
+        if (event == "c_call" and getattr(arg, "__name__", None) in _HOST_COPIES
+                and isinstance(getattr(arg, "__self__", None), Tensor)):
+            counts["syncs"] += 1
+
+    result = [OpCounts()]
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        with Counting():
+            yield result
+    finally:
+        sys.setprofile(previous)
+        result[0] = OpCounts(counts["ops"], counts["syncs"])

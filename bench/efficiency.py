@@ -16,6 +16,14 @@ host-device synchronisation). The same expression reads
 what a gradient step adds to a forward, which also covers attacks that take
 several gradients through one forward (SparseFool's per-class gradients
 make ``B > F``).
+
+Seconds depend on the machine; operations do not. With ``operations`` the
+attack runs once more, untimed, with every tensor operation counted
+(:func:`bench.counting.count_ops`): ``op_ratio`` is its operations over the
+bare model's for the same calls, which is what a step costs on a GPU bound
+by kernel launches (a step on a few samples); ``attack_ops_per_call`` and
+``syncs_per_call`` are the attack's own operations and host-device
+synchronisations per forward call. A CPU measures them as a GPU would.
 """
 
 from __future__ import annotations
@@ -30,12 +38,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.checks import check_int
-from bench.counting import CountingModel, synchronize, timed
+from bench.counting import CountingModel, OpCounts, count_ops, synchronize, timed
 from bench.guard import AttackCall, AttackVoid, Guard, call_attack
 from bench.speed import repeat_to
 from bench.verify import verify
 
-__all__ = ["Efficiency", "bare_pass_seconds", "call_seconds", "measure_efficiency"]
+__all__ = ["Efficiency", "bare_pass_seconds", "call_seconds", "measure_efficiency", "model_ops",
+           "operation_figures"]
 
 
 def bare_pass_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, *, repeats: int = 21,
@@ -110,6 +119,17 @@ def call_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, forward_sizes
     return total
 
 
+def model_ops(model: nn.Module, inputs: Tensor) -> tuple[int, int]:
+    """Tensor operations of one bare forward call and of one backward to the inputs (they do not depend on the batch)."""
+    x = inputs[:1].clone().requires_grad_(True)
+    with count_ops() as forward:
+        logits = model(x)
+    seed = torch.ones_like(logits)
+    with count_ops() as backward:
+        torch.autograd.grad(logits, x, seed)
+    return forward[0].ops, backward[0].ops
+
+
 @dataclass(frozen=True)
 class Efficiency:
     """One attack's measured cost against its passes' cost, per sample.
@@ -144,6 +164,13 @@ class Efficiency:
     its calls, steps on few samples included at what they really cost."""
     peak_memory_mib: float | None
     """Peak device memory the attack allocated (CUDA; the largest over rounds), None on other devices."""
+    op_ratio: float = float("nan")
+    """Tensor operations the attack ran over those of the bare model's calls (forward calls x its forward's,
+    backward calls x its backward's): the cost of a step where every operation costs one launch."""
+    attack_ops_per_call: float = float("nan")
+    """The attack's own operations (all it ran minus the model's) per forward call."""
+    syncs_per_call: float = float("nan")
+    """Host-device synchronisations per forward call (:func:`bench.counting.count_ops`)."""
     fooling_rate: float = float("nan")
     """Share of the batch the last round's examples fool, as :func:`bench.verify.verify` judges them: what was
     timed is an attack that works."""
@@ -153,7 +180,8 @@ class Efficiency:
 
 
 def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor, *, targets: Tensor | None = None,
-                       warmup: int = 8, repeats: int = 21, rounds: int = 1, clock: str = "wall") -> Efficiency:
+                       warmup: int = 8, repeats: int = 21, rounds: int = 1, clock: str = "wall",
+                       operations: bool = False) -> Efficiency:
     """Time ``attack`` on the batch and compare it with the bare model's passes.
 
     The attack first runs once on ``warmup`` samples (allocations, kernel
@@ -165,6 +193,8 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
     over rounds. ``clock`` is :func:`~bench.counting.timed`'s: ``"cpu"`` times
     CPU work rather than wall time (CPU devices only). Every round must make the same passes (they are counted, and
     an attack seeded alike makes them alike); the counts of the last are kept.
+    With ``operations``, one more untimed run counts the attack's tensor operations
+    and synchronisations (``op_ratio``, ``attack_ops_per_call``, ``syncs_per_call``).
     """
     check_int("rounds", rounds, 1)
     targeted = targets is not None
@@ -203,6 +233,8 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
                                           clock=clock) / batch)
         call_ratios.append(measured[-1] / call_expected[-1] if call_expected[-1] > 0 else float("inf"))
     verified = verify(model, inputs, result.returned, labels, targets=targets)
+    counted = operation_figures(attack, model, inputs, labels, targets=targets) if operations else {}
+    counted.pop("forward_calls", None), counted.pop("backward_calls", None)
     t_forward = statistics.median(t for t, _ in bare)
     t_forward_backward = statistics.median(t for _, t in bare)
     return Efficiency(
@@ -226,4 +258,34 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
         call_ratio=statistics.median(call_ratios),
         peak_memory_mib=max(peaks) if peaks else None,
         fooling_rate=float(verified.success.mean()),
+        **counted,
     )
+
+
+def operation_figures(attack, model: nn.Module, inputs: Tensor, labels: Tensor, *,
+                      targets: Tensor | None = None) -> dict[str, float]:
+    """Run the attack once, untimed and guarded as the runner does, with its operations counted.
+
+    Returns :class:`Efficiency`'s ``op_ratio``, ``attack_ops_per_call`` and
+    ``syncs_per_call``, and the ``forward_calls`` they are per (and the ``backward_calls``).
+    """
+    own = copy.deepcopy(model)
+    counting, guard = CountingModel(own), Guard(own)
+    seen: list[list[OpCounts]] = []
+
+    def counted(*args, **kwargs):
+        with count_ops() as ops:
+            seen.append(ops)  # filled when the block ends
+            return attack(*args, **kwargs)
+
+    result = call_attack(counted, counting, guard, inputs, labels, targets)
+    if result.void:
+        raise AttackVoid(result.void)
+    forward_ops, backward_ops = model_ops(model, inputs)
+    calls = result.passes.forward_calls
+    model_total = calls * forward_ops + result.passes.backward_calls * backward_ops
+    total = seen[0][0]
+    return {"op_ratio": total.ops / model_total if model_total else float("inf"),
+            "attack_ops_per_call": (total.ops - model_total) / calls if calls else float("inf"),
+            "syncs_per_call": total.syncs / calls if calls else float("inf"), "forward_calls": calls,
+            "backward_calls": result.passes.backward_calls}

@@ -47,6 +47,10 @@ from bench.zoo import _import_robustbench; print(\"robustbench\", _import_robust
 
 # 1. Every native attack on RobustBench's Fast-AT PreActResNet-18 architecture, untrained,
 #    32x32x3 uniform inputs, batch 256, fp32; its call_ratio column prices each call at its own batch size.
+#    For the early-stopping attacks (sparse-rs, pgd-l0, sparse-pgd, brusleattack, their -min searches,
+#    homotopy) call_ratio is what their steps on the last few samples cost beyond the model's own calls;
+#    the goal is under 1.5. Their operation counts, which do not depend on the device, are measured on
+#    the CPU (docs/measured/operation-counts-cpu/).
 phase cifar10-synthetic 175 $SB bench native $SYNTH --model robustbench/Wong2020Fast --batch-size 256 \
   --rounds 1 --device $DEVICE --out "$R/cifar10-synthetic"
 

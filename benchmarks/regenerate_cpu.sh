@@ -46,6 +46,7 @@ STEPS=(
   "egs-tssa-saliency|egs-tssa-saliency-cpu|20|EGS-TSSA's groups from Grad-CAM against the input gradient"
   "sparse-pgd-loss|sparse-pgd-loss-cpu|15|Sparse-PGD with cross-entropy, margin, or the release's switch"
   "hot-paths|hot-paths-cpu|3|attack time against counted passes (sparsebench bench)"
+  "operation-counts|operation-counts-cpu|12|the early-stopping attacks' operations and syncs per step, and their call_ratio"
   "precision|precision-cpu|3|bf16 / channels-last tolerance (CPU-dependent)"
   "sparsefool-speed|sparsefool-speed-cpu|3|native SparseFool against torchattacks'"
 )
@@ -135,6 +136,8 @@ run_step() {  # run_step NAME FOLDER
                                "python benchmarks/sparse_pgd_loss.py --summarize OUT/seed0.md OUT/seed1.md") ;;
     hot-paths) commands=("sparsebench bench lin2025 i-fgsm --batch-size 256 --rounds 5 --clock cpu --out OUT"
                          "python -m pytest -q -p no:cacheprovider tests/test_benchmarks.py --benchmark-enable --benchmark-columns=min,median,max,rounds --benchmark-json=OUT/pytest-benchmark.json") ;;
+    operation-counts) commands=("python benchmarks/operation_counts.py > OUT/operation-counts.md"
+                                "sparsebench bench sparse-rs brusleattack sparse-pgd pgd-l0 homotopy fmn-l0 --overrides-from timing-cifar10 --batch-size 256 --rounds 3 --clock cpu --count-ops --out OUT") ;;
     precision) commands=("python benchmarks/precision_tolerance.py --out OUT") ;;
     sparsefool-speed) commands=("python benchmarks/sparsefool_speed.py --cache-dir STORE/sparsefool-speed") ;;
     *) echo "regenerate_cpu.sh: no step named $name (--list shows them)" >&2; return 2 ;;

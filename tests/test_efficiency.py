@@ -110,3 +110,67 @@ def test_bench_guards_the_attack_as_the_runner_does(tiny_model, samples):
     honest = measure_efficiency(get_attack("i-fgsm", eps=0.3, alpha=0.05, steps=10), tiny_model, images, labels,
                                 warmup=0, repeats=1)
     assert honest.fooling_rate >= 0.75  # verified by the harness, on the examples it timed
+
+
+def test_count_ops_counts_operations_and_every_kind_of_sync():
+    """Each way of reading a value from the device counts once; views and aliases launch nothing."""
+    from bench.counting import count_ops
+
+    x = torch.rand(4, 3)
+    with count_ops() as views:
+        x.unsqueeze(0).view(-1).expand(2, -1).t().detach()
+    assert views[0].ops == 0 and views[0].syncs == 0
+    with count_ops() as counted:
+        x[x > 0.5]  # gt, and a boolean index: a sync
+        x.tolist()
+        bool((x > 0.2).any())  # gt, any, and the read
+        x.sum().item()  # sum, and the read
+        torch.nonzero(x > 0.5)  # gt, nonzero
+        y = x.clone()
+        y[y > 0.5] = 0  # gt, and a boolean index_put_
+        torch.unique(x)
+        x.cpu()
+        x[torch.tensor([0, 1])]  # a long index: no sync
+    assert counted[0].syncs == 8
+    assert counted[0].ops >= 14
+
+
+def test_operation_figures_price_what_the_attack_adds_to_its_model(tiny_model, samples):
+    from bench.efficiency import model_ops, operation_figures
+
+    images, labels, targets = samples
+    forward, backward = model_ops(tiny_model, images)
+    assert forward > 0 and backward > 0
+    figures = operation_figures(get_attack("i-fgsm", steps=5), tiny_model, images, labels, targets=targets)
+    assert (figures["forward_calls"], figures["backward_calls"]) == (5, 5)
+    assert figures["op_ratio"] > 1 and figures["attack_ops_per_call"] > 0
+    # I-FGSM decides nothing on the host: the one read is the registry's check that the inputs lie in [0, 1].
+    assert figures["syncs_per_call"] * figures["forward_calls"] == 1
+    # bench asks for them; without, they are not measured.
+    measured = measure_efficiency(get_attack("i-fgsm", steps=3), tiny_model, images, labels, warmup=0, repeats=1,
+                                  operations=True)
+    assert measured.op_ratio > 1 and measured.syncs_per_call * 3 == 1
+    plain = measure_efficiency(get_attack("i-fgsm", steps=3), tiny_model, images, labels, warmup=0, repeats=1)
+    assert plain.op_ratio != plain.op_ratio  # NaN
+
+
+@pytest.mark.parametrize("name,overrides,most_ops", [
+    ("sparse-rs", {"k": 10, "n_queries": 100}, 45),
+    ("brusleattack", {"k": 10, "n_queries": 100}, 72),
+    ("sparse-pgd", {"k": 2, "steps": 60}, 70),
+])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_early_stopping_attacks_step_on_their_unsolved_samples_only(tiny_model, samples, name, overrides, most_ops,
+                                                                    targeted):
+    """A step of these searches touches the samples still searching and nothing else: one host sync per step,
+    and no gathering and scattering of the whole batch's state (which once cost them 15 to 25 operations a step,
+    a GPU's cost per step on a few samples)."""
+    from bench.efficiency import operation_figures
+
+    images, labels, targets = samples
+    torch.manual_seed(0)
+    figures = operation_figures(get_attack(name, **overrides), tiny_model, images, labels,
+                                targets=targets if targeted else None)
+    assert figures["forward_calls"] > 20  # the search ran
+    assert figures["syncs_per_call"] <= 1.0
+    assert figures["attack_ops_per_call"] <= most_ops

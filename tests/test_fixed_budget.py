@@ -20,7 +20,7 @@ from attacks.projections import project_l0_box
 from attacks.search import minimum_norm_attack, minimum_norm_search
 from baselines.pgd_l0 import pgd_l0, pgd_l0_min
 from baselines.sparse_pgd import sparse_pgd, sparse_pgd_min
-from baselines.sparse_rs import _random_corners, resample_schedule, sparse_rs, sparse_rs_min
+from baselines.sparse_rs import _Corners, resample_schedule, sparse_rs, sparse_rs_min
 from bench.counting import CountingModel
 from bench.registry import ATTACKS
 
@@ -201,9 +201,14 @@ def test_resample_schedule_and_corners():
     assert resample_schedule(30, 1_000, 0.3) == pytest.approx(0.3 / 5)  # rescaled to the budget
     torch.manual_seed(0)
     clean = torch.tensor([[[0.0, 1.0, 0.5, 0.0], [0.0, 1.0, 0.5, 1.0], [0.0, 0.0, 0.2, 1.0]]]).repeat(64, 1, 1)
-    corners = _random_corners(clean)
-    assert ((corners == 0) | (corners == 1)).all()
+    corners = _Corners(clean).draw(torch.arange(4).repeat(64, 1))
+    assert corners.shape == clean.shape and ((corners == 0) | (corners == 1)).all()
     assert (corners != clean).any(1).all()  # every drawn corner changes its pixel
+    # Drawn for chosen pixels of the rows kept: pixel 1 is the corner (1, 1, 0), so never drawn again.
+    kept = _Corners(clean)
+    kept.keep(torch.tensor([5, 9]))
+    again = kept.draw(torch.ones(2, 100, dtype=torch.long))
+    assert again.shape == (2, 3, 100) and (again != torch.tensor([1.0, 1.0, 0.0])[:, None]).any(1).all()
 
 
 @pytest.mark.parametrize("attack,bad,match", [
