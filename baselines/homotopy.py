@@ -346,6 +346,14 @@ class _Objective:
                  targeted_loss: str) -> None:
         self.model, self.inputs, self.labels, self.shape = model, inputs, labels, shape
         self.targeted, self.targeted_loss = targeted, targeted_loss
+        self._rows: Tensor | None = None
+        self._at: tuple[Tensor, Tensor] = (inputs, labels)
+
+    def rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The inputs and labels of ``rows``, gathered once for as long as the solver asks for the same rows."""
+        if rows is not self._rows:
+            self._rows, self._at = rows, (self.inputs[rows], self.labels[rows])
+        return self._at
 
     def __call__(self, rows: Tensor, delta: Tensor, *, gradient: bool = False,
                  clip: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -353,11 +361,11 @@ class _Objective:
 
         ``clip`` evaluates at ``clip(inputs + delta, 0, 1)``, the example itself.
         """
-        point = self.inputs[rows] + delta
+        inputs, labels = self.rows(rows)
+        point = inputs + delta
         if clip:
             point = point.clamp(0, 1)
         point = point.detach().view(-1, *self.shape).requires_grad_(gradient)
-        labels = self.labels[rows]
         with torch.set_grad_enabled(gradient):
             logits = self.model(point)
             loss = _attack_loss(logits, labels, targeted=self.targeted, targeted_loss=self.targeted_loss)
@@ -383,12 +391,18 @@ def _line_search(objective: _Objective, rows: Tensor, center: Tensor, grad: Tens
     Returns the candidates, their objective ``F``, their success and the step sizes taken
     (the last one tried where none passed within ``trials``).
     """
-    candidate = torch.empty_like(center)
-    value = torch.empty_like(step)
-    success = torch.zeros_like(step, dtype=torch.bool)
     step = step.clone()
+    # The first trial runs on every row, without gathering them; later ones on the rows still rejected.
+    proposal = prox_l0_box(center - step[:, None] * grad, step, lam, lower, upper)
+    loss, _, success = objective(rows, proposal)
+    candidate, value = proposal, loss + lam * _l0(proposal)
+    rejected = value > threshold - sufficient * (proposal - center).square().sum(1)
     pending = torch.arange(center.shape[0], device=center.device)
-    for trial in range(trials):
+    for _ in range(1, trials):
+        pending = pending[rejected]
+        if pending.numel() == 0:
+            break
+        step[pending] = rho * step[pending]
         proposal = prox_l0_box(center[pending] - step[pending, None] * grad[pending], step[pending], lam[pending],
                                lower[pending], upper[pending])
         loss, _, hit = objective(rows[pending], proposal)
@@ -396,11 +410,6 @@ def _line_search(objective: _Objective, rows: Tensor, center: Tensor, grad: Tens
         candidate[pending], value[pending], success[pending] = proposal, objective_value, hit
         moved = (proposal - center[pending]).square().sum(1)
         rejected = objective_value > threshold[pending] - sufficient * moved
-        if trial + 1 < trials:
-            pending = pending[rejected]
-            if pending.numel() == 0:
-                break
-            step[pending] = rho * step[pending]
     return candidate, value, success, step
 
 
