@@ -35,7 +35,7 @@ SETS: dict[str, list[tuple[str, bool, dict]]] = {
         ("sparse-pgd", {"steps": 100}), ("sparse-pgd", {"steps": 60, "gradient": "projected", "loss": "ce"}),
         ("sparse-pgd-min", {"steps": 20}),
         ("pgd-l0", {"steps": 30, "restarts": 2}), ("pgd-l0-min", {"steps": 10, "restarts": 1}),
-        ("homotopy", {"max_outer": 4, "inner_steps": 10, "post_steps": 10}))],
+        ("homotopy", {"max_outer": 20, "inner_steps": 20, "post_steps": 20, "lambda_scale": 0.3}))],
 }
 
 
