@@ -154,16 +154,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tuning", type=int, default=32, help="tuning samples per model (default 32)")
     parser.add_argument("--heldout", type=int, default=64, help="held-out samples per model (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample permutation (default 0)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="NAME=VALUE",
-                        help="run one more configuration, 'custom': lin2025_frontier's defaults with these "
-                             "hyperparameters changed (values read as Python literals)")
+    parser.add_argument("--set", nargs="+", action="append", default=[], metavar="NAME=VALUE",
+                        help="run one more configuration: lin2025_frontier's defaults with these "
+                             "hyperparameters changed (values read as Python literals), run for --steps "
+                             "steps and named by its changes; repeat --set for several")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.set:
-        custom = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in args.set)}
-        CONFIGS["custom"] = (_frontier(**custom), f"defaults with {custom}")
-    configs = (args.configs or []) + (["custom"] if args.set else [])
+    customs = []
+    for items in args.set:
+        custom = {key: ast.literal_eval(value) for key, value in (item.split("=", 1) for item in items)}
+        customs.append(" ".join(items))
+        CONFIGS[customs[-1]] = (_frontier(**custom), f"lin2025-frontier's defaults with {custom}")
+    configs = (args.configs or []) + customs
     configs = configs or (sorted(CONFIGS, key=list(CONFIGS).index) if args.part == "tuning" else ["frontier"])
 
     dataset = load_dataset("fashion-mnist", split="test")

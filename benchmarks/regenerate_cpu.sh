@@ -37,6 +37,7 @@ STEPS=(
   "lin2025-study|lin2025-study-cpu|5|the proposed attack's open choices"
   "lin2025-heldout|lin2025-heldout-cpu|2|lin2025-improved on samples disjoint from the study's"
   "lin2025-frontier|lin2025-frontier-cpu|40|lin2025-frontier's ideas one at a time, then held out against sigma-zero"
+  "lin2025-frontier-settings|lin2025-frontier-cpu/settings|6|lin2025-frontier's settings one at a time around its defaults, robust models targeted"
   "lin2025-fig7|lin2025-fig7-cpu|25|the paper's Figure 7 sweeps"
   "paper-tables|paper-tables-offline|45|sparsebench reproduce table1..table4, offline counterparts"
   "transfer|transfer-offline-cpu|6|transferability between the offline models"
@@ -117,6 +118,7 @@ run_step() {  # run_step NAME FOLDER
                                "sparsebench leaderboard --store STORE/heldout.sqlite --out OUT/leaderboard") ;;
     lin2025-frontier) commands=("python benchmarks/lin2025_frontier_study.py --part tuning --threads 1"
                                 "python benchmarks/lin2025_frontier_study.py --part heldout --threads 1") ;;
+    lin2025-frontier-settings) commands=("python benchmarks/lin2025_frontier_study.py --part tuning --models smallcnn-pgd-at smallcnn-fast-at --modes targeted --steps 985 --threads 1 --configs frontier --set delta_step=0.00196 --set delta_step=0.00784 --set lam_factor=0.02 --set lam_factor=0.1 --set threshold_factor=0.05 --set threshold_factor=0.2 --set lr=0.015 --set lr=0.06 --set a=0.2 --set a=0.5 --set w_init=0.05 --set w_init=0.3") ;;
     lin2025-fig7) commands=("sparsebench run --config lin2025-fig7 --store STORE/fig7.sqlite --out OUT --no-progress") ;;
     paper-tables) commands=("sparsebench reproduce table1 --store STORE/paper.sqlite --out OUT --no-progress"
                             "sparsebench reproduce table2 --store STORE/paper.sqlite --out OUT --no-progress"
