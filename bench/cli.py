@@ -26,7 +26,7 @@ import torch
 from bench.config import default_config_path, load_config, packaged_configs, resolve_config
 from bench.data import DATASETS, get_batch, load_dataset
 from bench.distributed import run_distributed
-from bench.efficiency import measure_efficiency
+from bench.efficiency import OPERATION_FIGURES, measure_efficiency
 from bench.errors import SparseBenchError
 from bench.models import all_models, load_model, model_metadata, plugin_models, untrained_model
 from bench.paths import DEFAULT_OUT, inside
@@ -488,7 +488,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 rows.append({**base, "error": f"{type(error).__name__}: {error}"})
                 print(f"{label} {mode}: {rows[-1]['error']}", file=sys.stderr)
             else:
-                rows.append({**base, **{k: v for k, v in result.as_dict().items() if k not in ("attack", "mode")},
+                left_out = ("attack", "mode") + (() if args.count_ops else OPERATION_FIGURES)
+                rows.append({**base, **{k: v for k, v in result.as_dict().items() if k not in left_out},
                              "batch_chosen_by": chosen_by})
                 print(f"{label} {mode}: ratio {result.ratio:.3f}", file=sys.stderr)
             write(pd.DataFrame(rows))

@@ -43,7 +43,7 @@ from bench.guard import AttackCall, AttackVoid, Guard, call_attack
 from bench.speed import repeat_to
 from bench.verify import verify
 
-__all__ = ["Efficiency", "bare_pass_seconds", "call_seconds", "measure_efficiency", "model_ops",
+__all__ = ["OPERATION_FIGURES", "Efficiency", "bare_pass_seconds", "call_seconds", "measure_efficiency", "model_ops",
            "operation_figures"]
 
 
@@ -117,6 +117,10 @@ def call_seconds(model: nn.Module, inputs: Tensor, labels: Tensor, forward_sizes
         t_f, t_fb = priced(size)
         total += count * (t_fb - t_f)
     return total
+
+
+OPERATION_FIGURES = ("op_ratio", "attack_ops_per_call", "syncs_per_call")
+"""The :class:`Efficiency` fields that ``operations=True`` measures (NaN otherwise)."""
 
 
 def model_ops(model: nn.Module, inputs: Tensor) -> tuple[int, int]:

@@ -140,6 +140,11 @@ def test_bench_synthetic_writes_its_table_with_command_and_hardware(tmp_path, ca
     assert record["command"].startswith("sparsebench bench i-fgsm lin2025 --synthetic")
     assert record["hardware"]["device"] == "cpu" and record["versions"]["torch"]
     assert "untrained weights, uniform random inputs" in capsys.readouterr().out
+    assert "op_ratio" not in table  # only with --count-ops
+    assert main(["bench", "i-fgsm", "--synthetic", "--model", "smallcnn-standard", "--batch-size", "4", "--rounds",
+                 "1", "--device", "cpu", "--modes", "untargeted", "--count-ops", "--out", str(out)]) == 0
+    counted = pd.read_csv(out / "bench.csv").iloc[0]
+    assert counted["op_ratio"] > 1 and counted["attack_ops_per_call"] > 0 and counted["syncs_per_call"] >= 0
 
 
 def test_bench_native_means_every_native_attack_with_the_configs_overrides():
