@@ -45,9 +45,9 @@ PROPOSED_METHOD = "proposed"
 """The paper's name for its own method in its tables."""
 
 #: The paper's method names -> registry names (the minimum-norm form where the table needs one;
-#: GreedyFool with a uniform distortion map, as registered: see baselines/greedyfool.py).
+#: GreedyFool with its learned distortion map, as the paper: see baselines/greedyfool.py).
 ATTACK_NAMES = {
-    "C&W-L0": "cw-l0", "OnePixel": "onepixel", "SparseFool": "sparsefool", "GreedyFool": "greedyfool-uniform",
+    "C&W-L0": "cw-l0", "OnePixel": "onepixel", "SparseFool": "sparsefool", "GreedyFool": "greedyfool",
     "FMN": "fmn-l0", "Homotopy": "homotopy", "Sparse-RS": "sparse-rs-min", "SA-MOO": "sa-moo",
     "EGS-TSSA": "egs-tssa", "BruSLeAttack": "brusleattack-min", "proposed": "lin2025",
 }

@@ -107,7 +107,7 @@ def test_rank_agreement_per_column():
 def test_fooling_rate_tables_rank_higher_first():
     table = PAPER_TABLES["table2"]
     ours = _units([(a, "untargeted", "fooling_rate", v, v) for a, v in
-                   (("lin2025", 40.0), ("fmn-l0", 80.0), ("greedyfool-uniform", 10.0))], model="smallcnn-pgd-at")
+                   (("lin2025", 40.0), ("fmn-l0", 80.0), ("greedyfool", 10.0))], model="smallcnn-pgd-at")
     result = compare_with_paper(table, ours, where="offline").set_index(["method (paper)", "paper setting"])
     column = result.xs("PGD-AT MNIST", level="paper setting")
     assert column["our rank"].dropna().to_dict() == {"FMN": 1, "proposed": 2, "GreedyFool": 3}
