@@ -298,17 +298,17 @@ def count_ops() -> Iterator[list[OpCounts]]:
     of host time whatever the batch: on few samples a step costs what its
     operations number, not what they compute. Views and aliases
     (``unsqueeze``, ``expand``, ``detach``, ...) launch nothing and are not
-    counted. A synchronisation is an
-    operation whose result the host waits for: ``.item()``, ``bool(t)``,
-    ``nonzero``, boolean indexing, ``unique``, and ``.tolist()``, ``.numpy()``
-    and ``.cpu()`` (seen as Python calls: on a CPU tensor they dispatch
-    nothing). Each stalls the host until the device has drained its queue,
-    so the next launches wait for it. The counts do not depend on the device,
-    so the CPU can measure what a GPU will pay. Operations are counted through
-    a ``TorchDispatchMode`` (forward and backward alike) and the host copies
-    through a profile function, so the block runs slower while counted:
-    never time inside it. Yields a one-element list holding the
-    :class:`OpCounts` once the block ends.
+    counted. A synchronisation is an operation whose result the host waits
+    for: ``.item()``, ``bool(t)``, ``nonzero``, boolean indexing,
+    ``unique``, and ``.tolist()``, ``.numpy()`` and ``.cpu()`` (seen as
+    Python calls: on a CPU tensor they dispatch nothing). Each stalls the
+    host until the device has drained its queue, so the next launches wait
+    for it. The counts do not depend on the device, so the CPU measures what
+    a GPU will pay. Operations are counted through a ``TorchDispatchMode``
+    (forward and backward alike) and the host copies through a profile
+    function, so the block runs slower while counted: never time inside it.
+    Yields a one-element list holding the :class:`OpCounts` once the block
+    ends.
     """
     import sys
 

@@ -237,8 +237,8 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
                                           clock=clock) / batch)
         call_ratios.append(measured[-1] / call_expected[-1] if call_expected[-1] > 0 else float("inf"))
     verified = verify(model, inputs, result.returned, labels, targets=targets)
-    counted = operation_figures(attack, model, inputs, labels, targets=targets) if operations else {}
-    counted.pop("forward_calls", None), counted.pop("backward_calls", None)
+    counted = ({key: value for key, value in operation_figures(attack, model, inputs, labels, targets=targets).items()
+                if key in OPERATION_FIGURES} if operations else {})
     t_forward = statistics.median(t for t, _ in bare)
     t_forward_backward = statistics.median(t for _, t in bare)
     return Efficiency(
