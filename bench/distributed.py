@@ -155,7 +155,7 @@ def run_shard(config: BenchmarkConfig, shard: Shard, *, cache_dir: Path | None =
     if not work:
         return result
     prepare_unit(unit, session, cache_dir=cache_dir, progress=False)
-    if wants_warmup(config, device):
+    if wants_warmup(config, device) and not unit.unprepared:
         warm_up(session, unit, *work[0][1:])
     for batch, start, stop in work:
         rows, examples = attack_batch(session, unit, batch, start, stop, batch_seed(config, unit.key, batch))

@@ -39,10 +39,10 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from bench.config import BenchmarkConfig, DatasetConfig
-from bench.counting import CountingModel
+from bench.counting import CountingModel, PassTotals
 from bench.data import DATASETS, get_batch
 from bench.errors import SparseBenchError
-from bench.guard import Guard, call_attack
+from bench.guard import AttackCall, Guard, call_attack
 from bench.models import load_model, prepare_model
 from bench.outside import image_shape, load_outside_model
 from bench.provenance import git_commit, hardware, versions
@@ -322,7 +322,9 @@ class Unit:
     attack: Any  # a bench.registry.Attack: bind's or AttackConfig.build's
     targets: Tensor | None
     void: str = ""
-    """Why every batch of the unit is invalid, when its preparation tampered ("" otherwise)."""
+    """Why every batch of the unit is invalid, when its preparation raised or tampered ("" otherwise)."""
+    unprepared: bool = False
+    """Its preparation raised: the attack is not called, every batch records why."""
 
 
 def open_model(config: BenchmarkConfig, dataset_config: DatasetConfig, dataset, model_name: str,
@@ -371,13 +373,17 @@ def make_unit(config: BenchmarkConfig, session: ModelSession, attack_config, mod
 
 def prepare_unit(unit: Unit, session: ModelSession, *, cache_dir: Path | None, progress: bool) -> None:
     """The attack's one-off preparation: outside the timing and uncounted, since what an attack
-    learns once is not its cost. It gets a copy of the float32 model; if it tampers with torch
-    (see :class:`bench.guard.Guard`), every batch of the unit is void."""
-    unit.attack.prepare(copy.deepcopy(session.model), targeted=unit.key.mode == Mode.TARGETED, cache_dir=cache_dir,
-                        progress=progress)
+    learns once is not its cost. It gets a copy of the float32 model; if it raises, or tampers with
+    torch (see :class:`bench.guard.Guard`), every batch of the unit is void, with the reason, and
+    the run goes on to the next unit, as it does when an attack call raises."""
+    try:
+        unit.attack.prepare(copy.deepcopy(session.model), targeted=unit.key.mode == Mode.TARGETED,
+                            cache_dir=cache_dir, progress=progress)
+    except Exception as exc:
+        unit.void, unit.unprepared = f"prepare raised {type(exc).__name__}: {exc}", True
     tampered = session.guard.check_and_restore()
     if tampered:
-        unit.void = f"prepare: {tampered}"
+        unit.void = "; ".join(filter(None, [unit.void, f"prepare: {tampered}"]))
 
 
 def _batch_inputs(session: ModelSession, unit: Unit, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -429,7 +435,8 @@ def attack_batch(session: ModelSession, unit: Unit, batch: int, start: int, stop
     size = len(indices)
 
     seed_everything(seed)
-    call = call_attack(unit.attack, session.counting, session.guard, images, labels, batch_targets)
+    call = (AttackCall(None, unit.void, 0.0, PassTotals()) if unit.unprepared
+            else call_attack(unit.attack, session.counting, session.guard, images, labels, batch_targets))
     error = unit.void or call.void
     if error:
         warnings.warn(f"{'/'.join(unit.key)} batch {batch}: {error}", RuntimeWarning, stacklevel=2)
@@ -533,7 +540,7 @@ def run_unit(config: BenchmarkConfig, store: ResultsStore, run_id: str, session:
                     if not prepared:
                         prepare_unit(unit, session, cache_dir=cache_dir, progress=progress)
                     ready = True
-                    if wants_warmup(config, device):
+                    if wants_warmup(config, device) and not unit.unprepared:
                         warm_up(session, unit, start, stop)
                 rows, examples = attack_batch(session, unit, batch, start, stop, batch_seed(config, unit.key, batch))
                 store.put_batch(run_id, unit.key, rows, examples)

@@ -413,3 +413,26 @@ def test_exclusions_the_store_or_the_data_refuse(tmp_path, tiny_model, changes, 
         run_id = config.exclude_runs[0] if changes.get("exclude_runs") == ["SELF"] else None
         with pytest.raises(SparseBenchError, match=message):
             run_benchmark(config, store, run_id=run_id, load_model=lambda *_: tiny_model, progress=False)
+
+
+def test_a_preparation_that_raises_voids_its_unit_and_the_run_goes_on(tmp_path, tiny_model):
+    """egs-tssa's Grad-CAM needs a convolution; on the linear tiny model its preparation raises. Its rows say why,
+    the attack is not called, and the other attacks of the run are measured as usual."""
+    config = parse_config({
+        "name": "unprepared", "n_samples": 6, "batch_size": 3, "modes": ["untargeted"],
+        "datasets": [{"name": "fashion-mnist", "models": ["smallcnn-standard"]}],
+        "attacks": [{"name": "egs-tssa", "overrides": {"train_steps": 2, "batch_size": 4}},
+                    {"name": "i-fgsm", "overrides": {"eps": 0.3, "alpha": 0.05}}],
+    })
+    with ResultsStore(tmp_path / "s.sqlite") as store:
+        with pytest.warns(RuntimeWarning, match="prepare raised ValueError"):
+            run_id = run_benchmark(config, store, load_model=lambda *_: tiny_model, cache_dir=tmp_path / "cache",
+                                   progress=False)
+        samples = store.samples(run_id)
+    failed = samples[samples["attack"] == "egs-tssa"]
+    assert len(failed) == 6 and not failed["valid"].any() and not failed["success"].any()
+    assert failed["violation"].str.startswith("prepare raised ValueError: saliency: 'grad-cam' needs a "
+                                              "convolutional layer").all()
+    assert (failed["forward_passes"] == 0).all()  # not called
+    measured = samples[samples["attack"] == "i-fgsm"]
+    assert len(measured) == 6 and measured["valid"].all() and measured["success"].any()
