@@ -16,7 +16,10 @@ the harness's own per-sample verdicts, never from what an attack reported:
   :func:`reports.stats.bootstrap_median_interval`);
 * ``fr@k``: % successful with L0 <= k, in the config's budget unit;
 * ``seconds_per_sample``, ``forward_per_sample``, ``backward_per_sample``:
-  measured by the harness (synchronised timing, counted passes);
+  measured by the harness (synchronised timing, counted passes); none (NaN)
+  for a row whose every example is invalid, whose cost buys nothing (an
+  attack that raised at once, or whose preparation did, would otherwise
+  rank as the fastest);
 * ``peak_memory_mib``: the largest peak of device memory allocated while
   the attack ran on one of the unit's batches (CUDA runs only: the column
   is left out when no row has it);
@@ -91,11 +94,13 @@ def summarize(samples: pd.DataFrame, *, budgets: Sequence[int] = (), budget_unit
                         f"median_l0_{unit}_lo": lo, f"median_l0_{unit}_hi": hi})
         for k in budgets:
             row[f"fr@{k}"] = 100.0 * (success & (group[column] <= k)).mean()
+        invalid = int((group["valid"] == 0).sum())
+        costs = group if invalid < len(group) else group.iloc[:0]
         row.update(
-            seconds_per_sample=group["seconds"].mean(),
-            forward_per_sample=group["forward_passes"].mean(),
-            backward_per_sample=group["backward_passes"].mean(),
-            invalid=int((group["valid"] == 0).sum()),
+            seconds_per_sample=costs["seconds"].mean(),
+            forward_per_sample=costs["forward_passes"].mean(),
+            backward_per_sample=costs["backward_passes"].mean(),
+            invalid=invalid,
         )
         if "peak_memory_mib" in group and group["peak_memory_mib"].notna().any():
             row["peak_memory_mib"] = group["peak_memory_mib"].max()

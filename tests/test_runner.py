@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -436,3 +437,7 @@ def test_a_preparation_that_raises_voids_its_unit_and_the_run_goes_on(tmp_path, 
     assert (failed["forward_passes"] == 0).all()  # not called
     measured = samples[samples["attack"] == "i-fgsm"]
     assert len(measured) == 6 and measured["valid"].all() and measured["success"].any()
+    # A unit with no valid example has no cost figure: it would otherwise rank first on time.
+    table = summarize(samples).set_index("attack")
+    assert np.isnan(table.loc["egs-tssa", ["seconds_per_sample", "forward_per_sample"]].astype(float)).all()
+    assert table.loc["i-fgsm", "seconds_per_sample"] > 0 and table.loc["i-fgsm", "forward_per_sample"] == 10
