@@ -197,6 +197,10 @@ def _order(table: PaperTable, proposed: float | None, other: float | None) -> st
     return "proposed better" if (proposed > other) == table.higher_is_better else "proposed worse"
 
 
+_EVERY_EXAMPLE_INVALID = "every example invalid"
+"""A unit whose every example the harness rejected (the attack or its preparation raised, or it tampered)."""
+
+
 def compare_with_paper(table: PaperTable, ours: pd.DataFrame, *, where: str) -> pd.DataFrame:
     """Our run beside the paper's numbers, one row per (paper method, paper column).
 
@@ -210,7 +214,9 @@ def compare_with_paper(table: PaperTable, ours: pd.DataFrame, *, where: str) -> 
     (1 = best, ties share the best rank), and for every method but the
     proposed one the paper's order of the proposed attack and that method
     (``paper claim``) with whether our run has the same order (``claim in our
-    run``: holds, fails, or not run when our run lacks either value). Only
+    run``: holds, fails, not run when our run lacks either unit, or no value
+    when a unit ran but has none: it fooled no sample, or every example was
+    invalid, which the note says). Only
     ``where="online"`` adds ``difference (ours - paper)``: offline, the two
     values come from different experiments. Methods or columns our run did
     not measure show "not run".
@@ -235,6 +241,8 @@ def compare_with_paper(table: PaperTable, ours: pd.DataFrame, *, where: str) -> 
                 notes.append(f"our fooling rate {float(match.iloc[0]['fooling_rate']):.1f}%")
             if not match.empty and "samples" in match:
                 notes.append(f"{int(match.iloc[0]['samples'])} samples")
+                if "invalid" in match and int(match.iloc[0]["invalid"]) == int(match.iloc[0]["samples"]):
+                    notes.append(_EVERY_EXAMPLE_INVALID)
             row["note"] = ", ".join(notes)
             rows.append(row)
     result = pd.DataFrame(rows)
@@ -262,6 +270,8 @@ def compare_with_paper(table: PaperTable, ours: pd.DataFrame, *, where: str) -> 
             verdicts.append("holds" if ours_order == claim else "fails")
         elif any(str(note).startswith("not run") for note in (mine["note"].iloc[0], row["note"])):
             verdicts.append("not run")
+        elif any(_EVERY_EXAMPLE_INVALID in str(note) for note in (mine["note"].iloc[0], row["note"])):
+            verdicts.append(f"no value ({_EVERY_EXAMPLE_INVALID})")  # it raised or cheated: no figure at all
         else:  # both ran, and one side has no value: it fooled no sample, so it has no L0 to compare
             verdicts.append("no value (fooled none)")
     result["paper claim (proposed vs this method)"] = claims
@@ -304,8 +314,9 @@ def rank_agreement(table: PaperTable, comparison: pd.DataFrame) -> pd.DataFrame:
         verdicts = column["claim in our run"].value_counts()
         claims = (f"{int(verdicts.get('holds', 0))} hold, {int(verdicts.get('fails', 0))} "
                   f"fail, {int(verdicts.get('not run', 0))} not run")
-        if verdicts.get("no value (fooled none)", 0):
-            claims += f", {int(verdicts['no value (fooled none)'])} without a value (fooled none)"
+        for verdict, count in verdicts.items():
+            if str(verdict).startswith("no value ("):
+                claims += f", {int(count)} without a value {str(verdict).removeprefix('no value ')}"
         row["paper's claims in our run"] = claims
         rows.append(row)
     order = ["paper setting", "our setting", "n", "Spearman rho", "Spearman p", "Kendall tau", "Kendall p",

@@ -177,3 +177,20 @@ def test_a_claim_against_a_method_that_fooled_none_says_so_rather_than_not_run()
         "0 hold, 1 fail, 6 not run, 1 without a value (fooled none)")
     shown = format_table(result.reset_index()).to_markdown(index=False)
     assert "0.4150943" not in shown and "0.415" in shown  # ratios rounded for reading (44 / 106)
+
+
+def test_a_unit_whose_every_example_is_invalid_says_so_rather_than_fooled_none():
+    """A time table: the unit that raised (every example invalid, so no time either) is not a method that fooled
+    none, and the claim against it says which."""
+    table = PAPER_TABLES["table4"]
+    ours = _units([("lin2025", "untargeted", "seconds_per_sample", 0.02, 65.0),
+                   ("cw-l0", "untargeted", "seconds_per_sample", 0.05, 100.0),
+                   ("egs-tssa", "untargeted", "seconds_per_sample", float("nan"), 0.0)])
+    ours["invalid"] = [0, 0, 20]
+    result = compare_with_paper(table, ours, where="offline").set_index(["method (paper)", "paper setting"])
+    column = result.xs("VGG-16", level="paper setting")
+    assert column.loc["EGS-TSSA", "claim in our run"] == "no value (every example invalid)"
+    assert "every example invalid" in column.loc["EGS-TSSA", "note"]
+    assert column.loc["C&W-L0", "claim in our run"] == "holds"
+    agreement = rank_agreement(table, result.reset_index()).set_index("paper setting")
+    assert agreement.loc["VGG-16", "paper's claims in our run"].endswith("1 without a value (every example invalid)")
