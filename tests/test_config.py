@@ -224,3 +224,13 @@ def test_heldout_excludes_every_candidate_lin2025_study_looked_at():
     excluded = {i for start, stop in heldout.exclude_indices for i in range(start, stop)}
     looked_at = torch.randperm(10000, generator=torch.Generator().manual_seed(study.seed)).tolist()[:23]
     assert excluded == set(looked_at)
+
+
+def test_the_gpu_timing_config_names_every_native_attack():
+    """`bench native --overrides-from timing-cifar10` cuts every attack's budget; an entry it forgot runs at its
+    full default budget and dominates the GPU session's time limit."""
+    from bench.config import load_config, resolve_config
+    from bench.registry import ATTACKS
+
+    named = {attack.name for attack in load_config(resolve_config("timing-cifar10")).attacks}
+    assert [n for n, e in ATTACKS.items() if e.source == "native" and n not in named] == []
