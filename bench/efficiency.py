@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -123,6 +123,22 @@ OPERATION_FIGURES = ("op_ratio", "attack_ops_per_call", "syncs_per_call")
 """The :class:`Efficiency` fields that ``operations=True`` measures (NaN otherwise)."""
 
 
+def _guarded(attack, model: nn.Module, *, clock: str = "wall") -> Callable[[Tensor, Tensor, Tensor | None], AttackCall]:
+    """Calls of ``attack`` as the runner makes them: on its own copy of ``model``, counted and guarded, on copies of
+    the inputs (:func:`bench.guard.call_attack`); a call that raised or tampered raises :class:`AttackVoid`. The
+    bare passes are timed on ``model`` itself, which carries no counting hooks."""
+    own = copy.deepcopy(model)
+    counting, guard = CountingModel(own), Guard(own)
+
+    def call(inputs: Tensor, labels: Tensor, targets: Tensor | None) -> AttackCall:
+        result = call_attack(attack, counting, guard, inputs, labels, targets, clock=clock)
+        if result.void:
+            raise AttackVoid(result.void)
+        return result
+
+    return call
+
+
 def model_ops(model: nn.Module, inputs: Tensor) -> tuple[int, int]:
     """Tensor operations of one bare forward call and of one backward to the inputs (they do not depend on the batch)."""
     x = inputs[:1].clone().requires_grad_(True)
@@ -202,17 +218,10 @@ def measure_efficiency(attack, model: nn.Module, inputs: Tensor, labels: Tensor,
     """
     check_int("rounds", rounds, 1)
     targeted = targets is not None
-    # As in the runner: the attack gets its own copy of the model, guarded, and copies of the inputs
-    # (bench.guard.call_attack); the bare passes are timed on ``model``, which carries no counting hooks.
-    own = copy.deepcopy(model)
-    counting, guard = CountingModel(own), Guard(own)
+    guarded = _guarded(attack, model, clock=clock)
 
     def call(size: int) -> AttackCall:
-        result = call_attack(attack, counting, guard, inputs[:size], labels[:size],
-                             targets[:size] if targets is not None else None, clock=clock)
-        if result.void:
-            raise AttackVoid(result.void)
-        return result
+        return guarded(inputs[:size], labels[:size], targets[:size] if targets is not None else None)
 
     if warmup:
         call(warmup)
@@ -273,8 +282,6 @@ def operation_figures(attack, model: nn.Module, inputs: Tensor, labels: Tensor, 
     Returns :class:`Efficiency`'s ``op_ratio``, ``attack_ops_per_call`` and
     ``syncs_per_call``, and the ``forward_calls`` they are per (and the ``backward_calls``).
     """
-    own = copy.deepcopy(model)
-    counting, guard = CountingModel(own), Guard(own)
     seen: list[list[OpCounts]] = []
 
     def counted(*args, **kwargs):
@@ -282,9 +289,7 @@ def operation_figures(attack, model: nn.Module, inputs: Tensor, labels: Tensor, 
             seen.append(ops)  # filled when the block ends
             return attack(*args, **kwargs)
 
-    result = call_attack(counted, counting, guard, inputs, labels, targets)
-    if result.void:
-        raise AttackVoid(result.void)
+    result = _guarded(counted, model)(inputs, labels, targets)
     forward_ops, backward_ops = model_ops(model, inputs)
     calls = result.passes.forward_calls
     model_total = calls * forward_ops + result.passes.backward_calls * backward_ops
